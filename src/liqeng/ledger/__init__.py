@@ -1,0 +1,1 @@
+"""The ledger: exact balances and positions, atomic transactions, a hash-chained log."""
