@@ -20,7 +20,6 @@ from liqeng.ids import (
     InstrumentId,
     TxId,
     account_id,
-    asset_id,
     instrument_id,
     tx_id,
 )
@@ -146,4 +145,3 @@ class Transaction:
         for name in ("postings", "position_changes"):
             if not isinstance(getattr(self, name), tuple):
                 raise InvalidArgument(f"{name} of {self.id} must be a tuple")
-

@@ -1,0 +1,485 @@
+"""The ledger: the only place balances and positions change.
+
+``apply(tx)`` checks the transaction against the current state (every refusal is decided
+before anything is written), stages the new values aside, appends one hash-chained event
+through the storage, and only then swaps the staged values in. A refused or failed
+transaction leaves no trace. ``batch()`` groups many transactions into one durable
+database transaction, all or nothing.
+
+Named invariants (``check_invariants``), true after every commit:
+
+- ``ledger/conservation``: per asset, the balances of all accounts sum to zero (external
+  and bad-debt accounts included), because every transaction is balanced per asset;
+- ``ledger/negative-balance``: no user or system account is below zero;
+- ``ledger/positions-not-net-zero``: per net-zero instrument, sizes sum to zero;
+- ``ledger/range``: every balance and size is within ``±AMOUNT_MAX``.
+
+Refusal codes, in precedence order: ``ledger/reserved-kind``,
+``ledger/exists-with-different-content``, ``ledger/id-already-failed``,
+``ledger/unbalanced``, ``ledger/positions-not-net-zero``, ``ledger/account-not-found``,
+``ledger/asset-not-found``, ``ledger/asset-mismatch``, ``ledger/instrument-not-found``,
+``ledger/entry-price-missing``, ``ledger/overflow``, ``ledger/negative-balance``.
+Refusals from ``account-not-found`` on are state-dependent: the id is burned and a retry
+with the same id is refused with ``ledger/id-already-failed``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from liqeng.clock import Clock
+from liqeng.errors import InvalidArgument, Refused, StorageCorrupt
+from liqeng.ids import AccountId, AssetId, InstrumentId, TxId, tx_id
+from liqeng.ledger.events import GENESIS, Event, canonical, chain_hash, decode
+from liqeng.ledger.model import (
+    AccountKind,
+    AccountSpec,
+    InstrumentSpec,
+    Position,
+    Transaction,
+)
+from liqeng.ledger.storage import Refusal, Snapshot, Storage
+from liqeng.units import AMOUNT_MAX, Amount, Asset
+
+__all__ = ["Ledger", "Receipt"]
+
+_ASSET, _ACCOUNT, _INSTRUMENT = "ledger.asset", "ledger.account", "ledger.instrument"
+_MISSING = object()
+
+BalanceKey = tuple[AccountId, AssetId]
+PositionKey = tuple[AccountId, InstrumentId]
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What ``apply`` returns once the transaction is durable: ``created`` is False when
+    the same transaction had already committed (an idempotent retry)."""
+
+    tx_id: TxId
+    seq: int
+    ts: int
+    hash: bytes
+    created: bool
+
+
+class Ledger:
+    """Exact balances and positions over a hash-chained, durable event log."""
+
+    def __init__(self, storage: Storage, clock: Clock, snapshot_every: int = 100_000) -> None:
+        if snapshot_every < 1:
+            raise InvalidArgument(f"snapshot_every={snapshot_every} must be >= 1")
+        self._storage = storage
+        self._clock = clock
+        self._snapshot_every = snapshot_every
+        self.assets: dict[AssetId, Asset] = {}
+        self.accounts: dict[AccountId, AccountKind] = {}
+        self.instruments: dict[InstrumentId, InstrumentSpec] = {}
+        self._balances: dict[BalanceKey, int] = {}
+        self._positions: dict[PositionKey, Position] = {}
+        self._seq = 0
+        self._ts = 0
+        self._hash = GENESIS
+        self._snapshot_seq = 0
+        self._undo: list[tuple[dict[Any, Any], Any, Any]] | None = None
+        self._pending: list[Event] = []
+        self._pending_refusals: list[Refusal] = []
+        self._pending_ids: dict[str, Event] = {}
+        self._load()
+
+    # ------------------------------------------------------------------ reads
+
+    @property
+    def seq(self) -> int:
+        """Sequence number of the last committed event (0 for an empty ledger)."""
+        return self._seq
+
+    @property
+    def head(self) -> bytes:
+        """Chain hash of the last committed event."""
+        return self._hash
+
+    def balance(self, account: AccountId, asset: AssetId) -> Amount:
+        if asset not in self.assets:
+            raise InvalidArgument(f"asset={asset!r} is not registered")
+        return Amount(self._balances.get((account, asset), 0), self.assets[asset])
+
+    def balance_units(self, account: AccountId, asset: AssetId) -> int:
+        return self._balances.get((account, asset), 0)
+
+    def position(self, account: AccountId, instrument: InstrumentId) -> Position | None:
+        return self._positions.get((account, instrument))
+
+    def positions_of(self, account: AccountId) -> dict[InstrumentId, Position]:
+        return {i: p for (a, i), p in self._positions.items() if a == account}
+
+    def balances(self) -> dict[BalanceKey, int]:
+        return dict(self._balances)
+
+    def positions(self) -> dict[PositionKey, Position]:
+        return dict(self._positions)
+
+    # ---------------------------------------------------------------- registry
+
+    def register_asset(self, asset: Asset, txid: str | None = None) -> Receipt:
+        if not isinstance(asset, Asset):
+            raise InvalidArgument(f"asset={asset!r} must be an Asset")
+        return self._commit(
+            txid or f"asset:{asset.id}", _ASSET, {"id": asset.id, "decimals": asset.decimals}
+        )
+
+    def open_account(self, spec: AccountSpec, txid: str | None = None) -> Receipt:
+        if not isinstance(spec, AccountSpec):
+            raise InvalidArgument(f"spec={spec!r} must be an AccountSpec")
+        return self._commit(
+            txid or f"account:{spec.id}", _ACCOUNT, {"id": spec.id, "kind": spec.kind.value}
+        )
+
+    def list_instrument(self, spec: InstrumentSpec, txid: str | None = None) -> Receipt:
+        if not isinstance(spec, InstrumentSpec):
+            raise InvalidArgument(f"spec={spec!r} must be an InstrumentSpec")
+        body = {"id": spec.id, "size_decimals": spec.size_decimals, "net_zero": spec.net_zero}
+        return self._commit(txid or f"instrument:{spec.id}", _INSTRUMENT, body)
+
+    # ------------------------------------------------------------------ writes
+
+    def apply(self, tx: Transaction) -> Receipt:
+        """Commit ``tx`` whole, or raise ``Refused``/``InvalidArgument`` and change nothing."""
+        if not isinstance(tx, Transaction):
+            raise InvalidArgument(f"tx={tx!r} must be a Transaction")
+        if tx.kind.startswith("ledger."):
+            raise Refused("ledger/reserved-kind", f"kind={tx.kind!r} is reserved")
+        body = {
+            "p": [[p.account, p.amount.asset.id, str(p.amount.units)] for p in tx.postings],
+            "q": [
+                [c.account, c.instrument, str(c.size_delta), str(c.entry_price)]
+                for c in tx.position_changes
+            ],
+            "memo": dict(tx.memo),
+        }
+        return self._commit(tx.id, tx.kind, body, tx)
+
+    def record(self, txid: str, kind: str, memo: dict[str, Any]) -> Receipt:
+        """Commit a fact that moves nothing (a price, a parameter change) into the log."""
+        return self.apply(Transaction(tx_id(txid), kind, memo=memo))
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group transactions into one durable database transaction, all or nothing.
+
+        An exception escaping the block (or from the storage) rolls every transaction of
+        the batch back; a ``Refused`` caught inside the block only drops that one.
+        """
+        if self._undo is not None:
+            yield  # nested: the outer batch owns durability
+            return
+        self._undo = []
+        saved = (self._seq, self._ts, self._hash)
+        try:
+            yield
+            snapshot = self._maybe_snapshot()
+            if self._pending or self._pending_refusals:
+                self._storage.append(self._pending, self._pending_refusals, snapshot)
+            if snapshot is not None:
+                self._snapshot_seq = snapshot.seq
+        except BaseException:
+            for table, key, old in reversed(self._undo):
+                if old is _MISSING:
+                    table.pop(key, None)
+                else:
+                    table[key] = old
+            self._seq, self._ts, self._hash = saved
+            raise
+        finally:
+            self._undo = None
+            self._pending = []
+            self._pending_refusals = []
+            self._pending_ids = {}
+
+    # --------------------------------------------------------------- internals
+
+    def _set(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        assert self._undo is not None
+        self._undo.append((table, key, table.get(key, _MISSING)))
+        if value is _MISSING:
+            del table[key]
+        else:
+            table[key] = value
+
+    def _find(self, txid: str) -> Event | None:
+        return self._pending_ids.get(txid) or self._storage.find_event(txid)
+
+    def _commit(
+        self, txid: str, kind: str, body: dict[str, Any], tx: Transaction | None = None
+    ) -> Receipt:
+        tx_id(txid)
+        raw = canonical(body)
+        digest = hashlib.sha256(kind.encode() + b"|" + raw).digest()
+        existing = self._find(txid)
+        if existing is not None:
+            if existing.kind == kind and existing.body == raw:
+                return Receipt(TxId(txid), existing.seq, existing.ts, existing.hash, False)
+            raise Refused(
+                "ledger/exists-with-different-content",
+                f"tx_id={txid!r} already committed at seq {existing.seq} with other content",
+            )
+        refused = self._find_refusal(txid)
+        if refused is not None:
+            raise Refused(
+                "ledger/id-already-failed", f"tx_id={txid!r} was refused with {refused.code}"
+            )
+        now = self._clock.now()
+        if now < self._ts:
+            raise InvalidArgument(f"clock now={now} is before the last event ts={self._ts}")
+        mutate = self._plan(kind, body, tx, txid, digest)
+        with self.batch():
+            seq = self._seq + 1
+            h = chain_hash(self._hash, seq, now, kind, txid, raw)
+            event = Event(seq, now, kind, txid, raw, self._hash, h)
+            mutate()
+            self._pending.append(event)
+            self._pending_ids[txid] = event
+            self._seq, self._ts, self._hash = seq, now, h
+        return Receipt(TxId(txid), seq, now, h, True)
+
+    def _find_refusal(self, txid: str) -> Refusal | None:
+        for r in self._pending_refusals:
+            if r.tx_id == txid:
+                return r
+        return self._storage.find_refusal(txid)
+
+    def _refuse(self, txid: str, digest: bytes, code: str, message: str) -> Refused:
+        """A state-dependent refusal burns the id (written with the batch, or at once)."""
+        refusal = Refusal(txid, code, digest)
+        if self._undo is not None:
+            self._pending_refusals.append(refusal)
+        else:
+            self._storage.append((), (refusal,), None)
+        return Refused(code, message)
+
+    def _plan(
+        self,
+        kind: str,
+        body: dict[str, Any],
+        tx: Transaction | None,
+        txid: str,
+        digest: bytes,
+    ) -> Callable[[], None]:
+        """Check everything against the current state; return the mutation to run."""
+        if kind == _ASSET:
+            return self._plan_asset(body)
+        if kind == _ACCOUNT:
+            return self._plan_account(body)
+        if kind == _INSTRUMENT:
+            return self._plan_instrument(body)
+        assert tx is not None
+        return self._plan_tx(tx, txid, digest)
+
+    def _plan_asset(self, body: dict[str, Any]) -> Callable[[], None]:
+        asset = Asset(body["id"], body["decimals"])
+        if asset.id in self.assets:
+            raise InvalidArgument(f"asset={asset.id!r} is already registered")
+        return lambda: self._set(self.assets, asset.id, asset)
+
+    def _plan_account(self, body: dict[str, Any]) -> Callable[[], None]:
+        spec = AccountSpec(body["id"], AccountKind(body["kind"]))
+        if spec.id in self.accounts:
+            raise InvalidArgument(f"account={spec.id!r} is already open")
+        return lambda: self._set(self.accounts, spec.id, spec.kind)
+
+    def _plan_instrument(self, body: dict[str, Any]) -> Callable[[], None]:
+        spec = InstrumentSpec(body["id"], body["size_decimals"], body["net_zero"])
+        if spec.id in self.instruments:
+            raise InvalidArgument(f"instrument={spec.id!r} is already listed")
+        return lambda: self._set(self.instruments, spec.id, spec)
+
+    def _plan_tx(self, tx: Transaction, txid: str, digest: bytes) -> Callable[[], None]:
+        deltas: dict[BalanceKey, int] = {}
+        per_asset: dict[AssetId, int] = {}
+        for p in tx.postings:
+            key = (p.account, p.asset)
+            deltas[key] = deltas.get(key, 0) + p.amount.units
+            per_asset[p.asset] = per_asset.get(p.asset, 0) + p.amount.units
+        for asset, total in per_asset.items():
+            if total != 0:
+                raise Refused("ledger/unbalanced", f"{txid}: postings of {asset} sum to {total}")
+        sizes: dict[PositionKey, tuple[int, int]] = {}
+        per_instrument: dict[InstrumentId, int] = {}
+        for c in tx.position_changes:
+            key2 = (c.account, c.instrument)
+            sizes[key2] = (sizes.get(key2, (0, 0))[0] + c.size_delta, c.entry_price)
+            per_instrument[c.instrument] = per_instrument.get(c.instrument, 0) + c.size_delta
+
+        def refuse(code: str, message: str) -> Refused:
+            return self._refuse(txid, digest, code, message)
+
+        for instrument, total in per_instrument.items():
+            spec = self.instruments.get(instrument)
+            if spec is not None and spec.net_zero and total != 0:
+                raise Refused(
+                    "ledger/positions-not-net-zero", f"{txid}: {instrument} sizes sum to {total}"
+                )
+        for account, _ in (*deltas, *sizes):
+            if account not in self.accounts:
+                raise refuse("ledger/account-not-found", f"{txid}: account={account!r}")
+        for p in tx.postings:
+            registered = self.assets.get(p.asset)
+            if registered is None:
+                raise refuse("ledger/asset-not-found", f"{txid}: asset={p.asset!r}")
+            if registered != p.amount.asset:
+                raise refuse(
+                    "ledger/asset-mismatch",
+                    f"{txid}: {p.amount.asset} differs from registered {registered}",
+                )
+        for _, instrument in sizes:
+            if instrument not in self.instruments:
+                raise refuse("ledger/instrument-not-found", f"{txid}: instrument={instrument!r}")
+        new_positions: dict[PositionKey, Position | object] = {}
+        for key2, (delta, entry) in sizes.items():
+            old = self._positions.get(key2)
+            size = (old.size if old else 0) + delta
+            if size != 0 and entry == 0:
+                raise refuse("ledger/entry-price-missing", f"{txid}: {key2} open with entry 0")
+            if abs(size) > AMOUNT_MAX:
+                raise refuse("ledger/overflow", f"{txid}: size of {key2} would be {size}")
+            new_positions[key2] = Position(size, entry) if size else _MISSING
+        new_balances: dict[BalanceKey, int] = {}
+        for key, delta in deltas.items():
+            value = self._balances.get(key, 0) + delta
+            if abs(value) > AMOUNT_MAX:
+                raise refuse("ledger/overflow", f"{txid}: balance of {key} would be {value}")
+            if value < 0 and not self.accounts[key[0]].may_go_negative:
+                raise refuse(
+                    "ledger/negative-balance",
+                    f"{txid}: {key[0]} would hold {value} units of {key[1]}",
+                )
+            new_balances[key] = value
+
+        def mutate() -> None:
+            for k, v in new_balances.items():
+                self._set(self._balances, k, v)
+            for k2, pos in new_positions.items():
+                if pos is _MISSING and k2 not in self._positions:
+                    continue
+                self._set(self._positions, k2, pos)
+
+        return mutate
+
+    # ------------------------------------------------------- snapshot & replay
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "assets": sorted([a.id, a.decimals] for a in self.assets.values()),
+            "accounts": sorted([k, v.value] for k, v in self.accounts.items()),
+            "instruments": sorted(
+                [s.id, s.size_decimals, s.net_zero] for s in self.instruments.values()
+            ),
+            "balances": sorted([a, s, str(v)] for (a, s), v in self._balances.items() if v),
+            "positions": sorted(
+                [a, i, str(p.size), str(p.entry_price)] for (a, i), p in self._positions.items()
+            ),
+        }
+
+    def state_digest(self) -> str:
+        """sha256 of the canonical ledger state: equal digests, equal ledgers."""
+        return hashlib.sha256(canonical(self._state())).hexdigest()
+
+    def _maybe_snapshot(self) -> Snapshot | None:
+        if self._seq - self._snapshot_seq < self._snapshot_every:
+            return None
+        return Snapshot(self._seq, self._hash, canonical(self._state()))
+
+    def snapshot(self) -> None:
+        """Write a snapshot now (e.g. on a clean shutdown), so the next open is fast."""
+        if self._seq > self._snapshot_seq:
+            snap = Snapshot(self._seq, self._hash, canonical(self._state()))
+            self._storage.append((), (), snap)
+            self._snapshot_seq = snap.seq
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        for aid, dec in state["assets"]:
+            self.assets[aid] = Asset(aid, dec)
+        for acc, kind in state["accounts"]:
+            self.accounts[acc] = AccountKind(kind)
+        for iid, sd, nz in state["instruments"]:
+            self.instruments[iid] = InstrumentSpec(iid, sd, nz)
+        for acc, aid, units in state["balances"]:
+            self._balances[(acc, aid)] = int(units)
+        for acc, iid, size, entry in state["positions"]:
+            self._positions[(acc, iid)] = Position(int(size), int(entry))
+
+    def _load(self) -> None:
+        """Verify the whole hash chain, restore the latest snapshot, replay the tail."""
+        snap = self._storage.latest_snapshot()
+        prev, expected, ts = GENESIS, 1, 0
+        tail: list[Event] = []
+        snap_seq = snap.seq if snap else 0
+        for ev in self._storage.events():
+            if ev.seq != expected:
+                raise StorageCorrupt(f"event seq={ev.seq} where {expected} was expected (gap)")
+            if not ev.verify(prev):
+                raise StorageCorrupt(f"event seq={ev.seq} breaks the hash chain")
+            if ev.ts < ts:
+                raise StorageCorrupt(f"event seq={ev.seq} ts={ev.ts} goes back from {ts}")
+            if ev.seq == snap_seq and snap is not None and ev.hash != snap.hash:
+                raise StorageCorrupt(f"snapshot at seq={snap.seq} does not match the chain")
+            if ev.seq > snap_seq:
+                tail.append(ev)
+            prev, expected, ts = ev.hash, expected + 1, ev.ts
+        if snap is not None:
+            if snap_seq >= expected:
+                raise StorageCorrupt(f"snapshot at seq={snap_seq} is past the log end")
+            self._restore(decode(snap.state))
+            self._snapshot_seq = snap_seq
+        self._seq, self._ts, self._hash = expected - 1, ts, prev
+        self._undo = []
+        try:
+            for ev in tail:
+                self._replay(ev)
+        finally:
+            self._undo = None
+
+    def _replay(self, ev: Event) -> None:
+        body = decode(ev.body)
+        if ev.kind == _ASSET:
+            self._plan_asset(body)()
+        elif ev.kind == _ACCOUNT:
+            self._plan_account(body)()
+        elif ev.kind == _INSTRUMENT:
+            self._plan_instrument(body)()
+        else:
+            for acc, aid, units in body["p"]:
+                key = (acc, aid)
+                self._balances[key] = self._balances.get(key, 0) + int(units)
+            for acc, iid, delta, entry in body["q"]:
+                k2 = (acc, iid)
+                old = self._positions.get(k2)
+                size = (old.size if old else 0) + int(delta)
+                if size:
+                    self._positions[k2] = Position(size, int(entry))
+                else:
+                    self._positions.pop(k2, None)
+
+    # -------------------------------------------------------------- invariants
+
+    def check_invariants(self) -> None:
+        """Raise ``StorageCorrupt`` naming the first broken invariant (see module doc)."""
+        totals: dict[AssetId, int] = {}
+        for (account, asset), units in self._balances.items():
+            totals[asset] = totals.get(asset, 0) + units
+            if abs(units) > AMOUNT_MAX:
+                raise StorageCorrupt(f"ledger/range: {account} holds {units} of {asset}")
+            if units < 0 and not self.accounts[account].may_go_negative:
+                raise StorageCorrupt(f"ledger/negative-balance: {account} {units} {asset}")
+        for asset, total in totals.items():
+            if total != 0:
+                raise StorageCorrupt(f"ledger/conservation: {asset} sums to {total}")
+        net: dict[InstrumentId, int] = {}
+        for (_, instrument), pos in self._positions.items():
+            net[instrument] = net.get(instrument, 0) + pos.size
+        for instrument, total in net.items():
+            if self.instruments[instrument].net_zero and total != 0:
+                raise StorageCorrupt(f"ledger/positions-not-net-zero: {instrument} {total}")

@@ -1,0 +1,62 @@
+"""The append-only event log: frozen events stamped ``(ts, seq)`` and chained by hash.
+
+``hash_n = sha256(hash_{n-1} || b"<seq>|<ts>|<kind>|<tx_id>|" || body)`` with
+``hash_0 = 32 zero bytes``. ``body`` is canonical JSON (sorted keys, no spaces, ASCII,
+amounts as decimal strings), so the bytes hashed are the bytes stored and replayed.
+Editing, dropping or reordering any stored event breaks every later hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from liqeng.errors import InvalidArgument
+
+__all__ = ["GENESIS", "Event", "canonical", "chain_hash", "decode"]
+
+GENESIS = bytes(32)
+
+
+def canonical(obj: Any) -> bytes:
+    """Canonical JSON bytes of ``obj``; refuses NaN and non-JSON values, naming them."""
+    try:
+        return json.dumps(
+            obj, separators=(",", ":"), sort_keys=True, ensure_ascii=True, allow_nan=False
+        ).encode()
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"event body {obj!r} is not canonical JSON: {exc}") from None
+
+
+def decode(body: bytes) -> Any:
+    return json.loads(body)
+
+
+def chain_hash(prev: bytes, seq: int, ts: int, kind: str, tx_id: str, body: bytes) -> bytes:
+    h = hashlib.sha256(prev)
+    h.update(f"{seq}|{ts}|{kind}|{tx_id}|".encode())
+    h.update(body)
+    return h.digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One committed fact. ``seq`` is gap-free from 1; ``ts`` never decreases."""
+
+    seq: int
+    ts: int
+    kind: str
+    tx_id: str
+    body: bytes
+    prev_hash: bytes
+    hash: bytes
+
+    def data(self) -> Any:
+        return decode(self.body)
+
+    def verify(self, prev: bytes) -> bool:
+        return self.prev_hash == prev and self.hash == chain_hash(
+            prev, self.seq, self.ts, self.kind, self.tx_id, self.body
+        )

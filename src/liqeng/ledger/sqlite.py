@@ -1,0 +1,142 @@
+"""SQLite storage: the event log, snapshots and refused ids in one database file.
+
+Every connection sets and then *verifies* ``journal_mode=WAL`` and ``synchronous=FULL``
+(WAL synced at every commit: a commit that returned survives a process crash and a power
+loss), ``foreign_keys=ON`` and a busy timeout; Python's implicit transactions are off and
+each ``append`` is one explicit ``BEGIN IMMEDIATE ... COMMIT``. Tables are ``STRICT`` with
+``CHECK`` constraints, so nothing silently becomes a float. Amounts live inside the
+canonical JSON bodies as decimal strings: no 64-bit column can overflow. The ``postings``
+and ``position_changes`` views expose them to anyone who opens the file with ``sqlite3``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from liqeng.errors import InvalidArgument, StorageCorrupt
+from liqeng.ledger.events import Event
+from liqeng.ledger.storage import Refusal, Snapshot
+
+__all__ = ["SqliteStorage"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq       INTEGER PRIMARY KEY CHECK (seq > 0),
+    ts        INTEGER NOT NULL CHECK (ts >= 0),
+    kind      TEXT NOT NULL CHECK (length(kind) BETWEEN 1 AND 64),
+    tx_id     TEXT NOT NULL UNIQUE,
+    body      BLOB NOT NULL,
+    prev_hash BLOB NOT NULL CHECK (length(prev_hash) = 32),
+    hash      BLOB NOT NULL CHECK (length(hash) = 32)
+) STRICT;
+CREATE TABLE IF NOT EXISTS snapshots (
+    seq   INTEGER PRIMARY KEY CHECK (seq > 0),
+    hash  BLOB NOT NULL CHECK (length(hash) = 32),
+    state BLOB NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS refusals (
+    tx_id  TEXT PRIMARY KEY,
+    code   TEXT NOT NULL,
+    digest BLOB NOT NULL CHECK (length(digest) = 32)
+) STRICT;
+CREATE TRIGGER IF NOT EXISTS events_append_only_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_append_only_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+CREATE VIEW IF NOT EXISTS postings AS
+    SELECT e.seq, e.ts, e.kind, e.tx_id,
+           json_extract(p.value, '$[0]') AS account,
+           json_extract(p.value, '$[1]') AS asset,
+           json_extract(p.value, '$[2]') AS amount_units
+    FROM events e, json_each(e.body, '$.p') p
+    WHERE e.kind NOT LIKE 'ledger.%';
+CREATE VIEW IF NOT EXISTS position_changes AS
+    SELECT e.seq, e.ts, e.kind, e.tx_id,
+           json_extract(q.value, '$[0]') AS account,
+           json_extract(q.value, '$[1]') AS instrument,
+           json_extract(q.value, '$[2]') AS size_delta,
+           json_extract(q.value, '$[3]') AS entry_price
+    FROM events e, json_each(e.body, '$.q') q
+    WHERE e.kind NOT LIKE 'ledger.%';
+"""
+
+_COLUMNS = "seq, ts, kind, tx_id, body, prev_hash, hash"
+
+
+class SqliteStorage:
+    """Durable storage in one SQLite file (``":memory:"`` for throwaway tests)."""
+
+    def __init__(self, path: str | Path, busy_timeout_ms: int = 5000) -> None:
+        self.path = str(path)
+        if self.path != ":memory:" and not Path(self.path).parent.exists():
+            raise InvalidArgument(f"database path={self.path!r}: its directory does not exist")
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if self.path != ":memory:" and mode != "wal":
+            raise StorageCorrupt(f"{self.path}: journal_mode is {mode!r}, WAL was required")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        sync = self._db.execute("PRAGMA synchronous").fetchone()[0]
+        if sync != 2:
+            raise StorageCorrupt(f"{self.path}: PRAGMA synchronous={sync}, FULL (2) required")
+        self._db.executescript(SCHEMA)
+
+    def events(self, after_seq: int = 0) -> Iterator[Event]:
+        cur = self._db.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq", (after_seq,)
+        )
+        while rows := cur.fetchmany(4096):
+            for row in rows:
+                yield Event(*row)
+
+    def latest_snapshot(self) -> Snapshot | None:
+        row = self._db.execute(
+            "SELECT seq, hash, state FROM snapshots ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return Snapshot(*row) if row else None
+
+    def find_event(self, tx_id: str) -> Event | None:
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE tx_id = ?", (tx_id,)
+        ).fetchone()
+        return Event(*row) if row else None
+
+    def find_refusal(self, tx_id: str) -> Refusal | None:
+        row = self._db.execute(
+            "SELECT tx_id, code, digest FROM refusals WHERE tx_id = ?", (tx_id,)
+        ).fetchone()
+        return Refusal(*row) if row else None
+
+    def append(
+        self,
+        events: Sequence[Event],
+        refusals: Sequence[Refusal] = (),
+        snapshot: Snapshot | None = None,
+    ) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(e.seq, e.ts, e.kind, e.tx_id, e.body, e.prev_hash, e.hash) for e in events],
+            )
+            db.executemany(
+                "INSERT INTO refusals (tx_id, code, digest) VALUES (?, ?, ?)",
+                [(r.tx_id, r.code, r.digest) for r in refusals],
+            )
+            if snapshot is not None:
+                db.execute(
+                    "INSERT INTO snapshots (seq, hash, state) VALUES (?, ?, ?)",
+                    (snapshot.seq, snapshot.hash, snapshot.state),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self._db.close()
