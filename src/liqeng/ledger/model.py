@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from liqeng.errors import InvalidArgument
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 
-class AccountKind(str, Enum):
+class AccountKind(StrEnum):
     """``user`` accounts may never go negative; ``system`` accounts (insurance fund, fee
     sink, backstop pool) neither; ``external`` accounts are the world outside the ledger
     (deposits come from them, withdrawals go to them) and ``bad_debt`` records uncovered
