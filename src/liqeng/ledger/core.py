@@ -18,7 +18,7 @@ Refusal codes, in precedence order: ``ledger/reserved-kind``,
 ``ledger/exists-with-different-content``, ``ledger/id-already-failed``,
 ``ledger/unbalanced``, ``ledger/positions-not-net-zero``, ``ledger/account-not-found``,
 ``ledger/asset-not-found``, ``ledger/asset-mismatch``, ``ledger/instrument-not-found``,
-``ledger/entry-price-missing``, ``ledger/overflow``, ``ledger/negative-balance``.
+``ledger/overflow``, ``ledger/negative-balance``.
 Refusals from ``account-not-found`` on are state-dependent: the id is burned and a retry
 with the same id is refused with ``ledger/id-already-failed``.
 """
@@ -341,8 +341,6 @@ class Ledger:
         for key2, (delta, entry) in sizes.items():
             old = self._positions.get(key2)
             size = (old.size if old else 0) + delta
-            if size != 0 and entry == 0:
-                raise refuse("ledger/entry-price-missing", f"{txid}: {key2} open with entry 0")
             if abs(size) > AMOUNT_MAX:
                 raise refuse("ledger/overflow", f"{txid}: size of {key2} would be {size}")
             new_positions[key2] = Position(size, entry) if size else _MISSING

@@ -39,17 +39,20 @@ __all__ = [
 class AccountKind(StrEnum):
     """``user`` accounts may never go negative; ``system`` accounts (insurance fund, fee
     sink, backstop pool) neither; ``external`` accounts are the world outside the ledger
-    (deposits come from them, withdrawals go to them) and ``bad_debt`` records uncovered
-    losses: those two may go negative, so conservation holds with them included."""
+    (deposits come from them, withdrawals go to them), ``settlement`` is the clearing
+    account of futures-style PnL (it pays realised gains before open losers realise their
+    losses) and ``bad_debt`` records uncovered losses: those three may go negative, so
+    conservation holds with them included."""
 
     USER = "user"
     SYSTEM = "system"
     EXTERNAL = "external"
+    SETTLEMENT = "settlement"
     BAD_DEBT = "bad_debt"
 
     @property
     def may_go_negative(self) -> bool:
-        return self in (AccountKind.EXTERNAL, AccountKind.BAD_DEBT)
+        return self in (AccountKind.EXTERNAL, AccountKind.SETTLEMENT, AccountKind.BAD_DEBT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +101,7 @@ class Posting:
 @dataclass(frozen=True, slots=True)
 class PositionChange:
     """Position of ``account`` in ``instrument`` changes by ``size_delta`` base units and
-    its entry price becomes ``entry_price`` (price units; 0 only when the position closes).
+    its entry price becomes ``entry_price`` (price units; ignored when the position closes).
 
     The ledger records entry prices as given: the trade arithmetic that computes them and
     the cash they realise lives in ``liqeng.market.trading`` and arrives as postings.
