@@ -1,0 +1,122 @@
+"""The ``liqeng`` command."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from liqeng import __version__
+from liqeng.clock import SimClock
+from liqeng.errors import LiqengError
+from liqeng.ledger.core import Ledger
+from liqeng.ledger.sqlite import SqliteStorage
+from liqeng.sim.runner import RunSummary, run
+from liqeng.sim.scenario import load_scenario
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="liqeng: a liquidation engine for crypto-derivatives protocols, options first.",
+)
+log_app = typer.Typer(no_args_is_help=True, help="Inspect a ledger's event log.")
+app.add_typer(log_app, name="log")
+console = Console()
+
+
+def _money(units: int, decimals: int) -> str:
+    return f"{Decimal(units).scaleb(-decimals):,.2f}"
+
+
+def _summary_table(s: RunSummary) -> Table:
+    d = s.decimals
+    t = Table(title=f"liqeng simulate: {s.scenario} (seed {s.seed})", show_lines=False)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    rows = [
+        ("accounts", f"{s.accounts:,}"),
+        ("price ticks", f"{s.ticks:,}"),
+        ("index first / min / last", " / ".join(_money(p, d) for p in
+                                                (s.index_first, s.index_min, s.index_last))),
+        ("rejected source reports", f"{s.rejected_reports:,}"),
+        ("liquidations", f"{s.liquidations:,}"),
+        ("notional liquidated", _money(s.notional, d)),
+        ("collateral seized", _money(s.seized, d)),
+        ("penalties paid", _money(s.penalties, d)),
+        ("  to keepers", _money(s.keeper_rewards, d)),
+        ("  to insurance fund", _money(s.insurance_fees, d)),
+        ("bad debt", _money(s.bad_debt_covered + s.bad_debt_uncovered, d)),
+        ("  covered by insurance fund", _money(s.bad_debt_covered, d)),
+        ("  uncovered", _money(s.bad_debt_uncovered, d)),
+        ("insurance fund before", _money(s.insurance_fund_before, d)),
+        ("insurance fund after", _money(s.insurance_fund_after, d)),
+        ("events in log", f"{s.events:,}"),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    return t
+
+
+@app.command()
+def simulate(
+    scenario: Path = typer.Argument(..., help="Scenario TOML file, e.g. scenarios/quickstart.toml"),
+    db: Path | None = typer.Option(
+        None, "--db", help="SQLite file for the event log [default: <scenario>.sqlite here]"
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar"),
+) -> None:
+    """Replay a scenario through the engine and print what liquidation did."""
+    try:
+        sc = load_scenario(scenario)
+        db_path = db or Path(f"{sc.name}.sqlite")
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=quiet,
+            transient=True,
+        ) as progress:
+            task = progress.add_task(f"{sc.name}: ticks", total=None)
+
+            def on_tick(n: int, total: int, _: object) -> None:
+                progress.update(task, completed=n, total=total)
+
+            summary = run(sc, db_path, on_tick)
+    except LiqengError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    console.print(_summary_table(summary))
+    console.print(f"event log: {summary.db_path}  (open it with sqlite3; tables events, views "
+                  "postings and position_changes)")
+    console.print(f"log head:  {summary.head}")
+    console.print(f"scenario:  sha256 {load_scenario(scenario).digest[:16]}…  liqeng {__version__}")
+
+
+@log_app.command("verify")
+def log_verify(db: Path = typer.Argument(..., help="SQLite file written by liqeng")) -> None:
+    """Re-hash the whole chain, rebuild the state and check every invariant."""
+    if not db.is_file():
+        console.print(f"[red]error:[/red] db={str(db)!r} is not a file")
+        raise typer.Exit(2)
+    try:
+        storage = SqliteStorage(db)
+        ledger = Ledger(storage, SimClock(0))
+        ledger.check_invariants()
+    except LiqengError as exc:
+        console.print(f"[red]broken:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"ok: {ledger.seq:,} events, chain head {ledger.head.hex()}")
+    console.print(f"state digest {ledger.state_digest()}")
+    storage.close()
+
+
+@app.command()
+def version() -> None:
+    """Print the liqeng version."""
+    console.print(__version__)

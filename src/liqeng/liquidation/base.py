@@ -1,0 +1,72 @@
+"""The mechanism interface: a mechanism reads a context and returns a plan.
+
+Mechanisms never move money: a ``LiquidationPlan`` carries the ``Transaction`` the
+engine hands to the ledger, plus the figures it implies, for events and reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from liqeng.ids import AccountId, InstrumentId, TxId
+from liqeng.ledger.model import Position, Transaction
+from liqeng.market.instruments import Instrument
+from liqeng.risk.margin import AccountRisk, MarginParams
+from liqeng.units import Asset
+
+__all__ = ["LiquidationContext", "LiquidationPlan", "Mechanism", "SystemAccounts"]
+
+
+@dataclass(frozen=True, slots=True)
+class SystemAccounts:
+    """The protocol's own accounts in one namespace."""
+
+    insurance_fund: AccountId
+    settlement: AccountId
+    bad_debt: AccountId
+
+
+@dataclass(frozen=True, slots=True)
+class LiquidationContext:
+    """Everything a mechanism may read, taken from the ledger and the oracle at execution."""
+
+    tx_id: TxId
+    now: int
+    account: AccountId
+    keeper: AccountId
+    quote: Asset
+    cash: int
+    positions: Mapping[InstrumentId, Position]
+    keeper_positions: Mapping[InstrumentId, Position]
+    instruments: Mapping[InstrumentId, Instrument]
+    index_prices: Mapping[str, int]
+    margin: MarginParams
+    risk: AccountRisk
+    insurance_fund_balance: int
+    system: SystemAccounts
+
+
+@dataclass(frozen=True, slots=True)
+class LiquidationPlan:
+    """The transaction and its figures, all in quote base units.
+
+    ``seized`` is what the account lost in the liquidation (realised losses, premium paid
+    to buy back options and the penalty); ``bad_debt = covered + uncovered``.
+    """
+
+    transaction: Transaction
+    notional: int
+    seized: int
+    penalty: int
+    keeper_reward: int
+    insurance_fee: int
+    bad_debt_covered: int
+    bad_debt_uncovered: int
+
+
+class Mechanism(Protocol):
+    name: str
+
+    def plan(self, ctx: LiquidationContext) -> LiquidationPlan: ...

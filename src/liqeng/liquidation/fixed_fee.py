@@ -1,0 +1,121 @@
+"""Fixed-rate-fee liquidation: the keeper takes every position at mark, for a fee.
+
+For a liquidatable account with cash ``c``:
+
+1. each position moves to the keeper at its mark (perps at the index price; options at the
+   Black-76 mark, rounded up when the account buys back a short, down when it sells a
+   long); the fills realise cash ``c1 = c + sum(fill cash)``;
+2. ``penalty = ceil(penalty_rate * notional)`` with ``notional = sum |size| * index``;
+   the account pays ``fee = min(penalty, max(c1, 0))``; the keeper gets
+   ``floor(fee * keeper_share)``, the insurance fund the rest;
+3. if ``c2 = c1 - fee < 0`` the shortfall is bad debt: the insurance fund covers up to its
+   balance, the remainder is booked against the bad-debt account (uncovered).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+from liqeng.errors import InvalidArgument, Refused
+from liqeng.ledger.model import PositionChange, Posting, Transaction
+from liqeng.liquidation.base import LiquidationContext, LiquidationPlan
+from liqeng.market.instruments import EuropeanOption, Perpetual
+from liqeng.market.marks import mark_price
+from liqeng.market.trading import fill
+from liqeng.units import RATE_SCALE, check_int, mul_div_down, mul_div_up
+
+__all__ = ["FixedFee"]
+
+
+@dataclass(frozen=True, slots=True)
+class FixedFee:
+    """``penalty_rate`` and ``keeper_share`` are parts per ``RATE_SCALE`` (5% = 5e7)."""
+
+    penalty_rate: int = 50_000_000
+    keeper_share: int = 500_000_000
+    name: str = "fixed-fee"
+
+    def __post_init__(self) -> None:
+        check_int("penalty_rate", self.penalty_rate, 0, RATE_SCALE)
+        check_int("keeper_share", self.keeper_share, 0, RATE_SCALE)
+
+    def plan(self, ctx: LiquidationContext) -> LiquidationPlan:
+        if not ctx.risk.is_liquidatable:
+            raise Refused(
+                "liquidation/not-liquidatable",
+                f"{ctx.account}: equity={ctx.risk.equity} >= "
+                f"maintenance_margin={ctx.risk.maintenance_margin}",
+            )
+        if ctx.keeper == ctx.account:
+            raise InvalidArgument(f"keeper={ctx.keeper!r} cannot liquidate itself")
+        q = ctx.quote
+        postings: list[Posting] = []
+        changes: list[PositionChange] = []
+        notional = 0
+        for iid in sorted(ctx.positions):
+            pos = ctx.positions[iid]
+            inst = ctx.instruments[iid]
+            index = ctx.index_prices[inst.underlying]
+            sd = inst.size_decimals
+            notional += mul_div_up(abs(pos.size), index, 10**sd)
+            if isinstance(inst, Perpetual):
+                price, premium = index, False
+            else:
+                assert isinstance(inst, EuropeanOption)
+                mark = Fraction(mark_price(inst, index, ctx.now, ctx.margin.vol))
+                price = math.ceil(mark) if pos.size < 0 else math.floor(mark)
+                premium = True
+            buyer, seller = (ctx.keeper, ctx.account) if pos.size > 0 else (ctx.account, ctx.keeper)
+            f = fill(
+                buyer=buyer,
+                seller=seller,
+                instrument=iid,
+                size=abs(pos.size),
+                price=price,
+                size_decimals=sd,
+                premium=premium,
+                quote=q,
+                buyer_position=ctx.keeper_positions.get(iid) if buyer == ctx.keeper else pos,
+                seller_position=ctx.keeper_positions.get(iid) if seller == ctx.keeper else pos,
+                settlement=ctx.system.settlement,
+            )
+            postings += f.postings
+            changes += f.position_changes
+        c1 = ctx.cash + sum(p.amount.units for p in postings if p.account == ctx.account)
+        penalty = mul_div_up(notional, self.penalty_rate, RATE_SCALE)
+        fee = min(penalty, max(c1, 0))
+        keeper_reward = mul_div_down(fee, self.keeper_share, RATE_SCALE)
+        insurance_fee = fee - keeper_reward
+        c2 = c1 - fee
+        bad = max(-c2, 0)
+        covered = min(bad, ctx.insurance_fund_balance + insurance_fee)
+        uncovered = bad - covered
+        moves = (
+            (ctx.account, -fee),
+            (ctx.keeper, keeper_reward),
+            (ctx.system.insurance_fund, insurance_fee - covered),
+            (ctx.account, covered + uncovered),
+            (ctx.system.bad_debt, -uncovered),
+        )
+        postings += [Posting(a, q.units(u)) for a, u in moves if u]
+        seized = max(ctx.cash - max(c2, 0), 0)
+        memo = {
+            "account": ctx.account,
+            "keeper": ctx.keeper,
+            "mechanism": self.name,
+            "equity": str(ctx.risk.equity),
+            "maintenance_margin": str(ctx.risk.maintenance_margin),
+            "notional": str(notional),
+            "seized": str(seized),
+            "penalty": str(fee),
+            "keeper_reward": str(keeper_reward),
+            "insurance_fee": str(insurance_fee),
+            "bad_debt_covered": str(covered),
+            "bad_debt_uncovered": str(uncovered),
+        }
+        tx = Transaction(ctx.tx_id, "liquidation", tuple(postings), tuple(changes), memo)
+        return LiquidationPlan(
+            tx, notional, seized, fee, keeper_reward, insurance_fee, covered, uncovered
+        )

@@ -1,0 +1,1 @@
+"""The simulator: a driver of the same engine over scenario files."""

@@ -1,0 +1,165 @@
+"""Scenario files (TOML): load, validate, and name every bad value.
+
+A scenario is frozen once loaded; its ``digest`` (sha256 of the file bytes) names a run
+together with the seed and the liqeng version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from liqeng.errors import InvalidArgument
+from liqeng.units import RATE_SCALE
+
+__all__ = ["Scenario", "load_scenario", "rate"]
+
+
+def rate(value: float, name: str) -> int:
+    """A TOML fraction (0.05) as parts per RATE_SCALE, via its shortest decimal text."""
+    d = Decimal(str(value)) * RATE_SCALE
+    if d != d.to_integral_value():
+        raise InvalidArgument(f"{name}={value} has more precision than 1e-9")
+    return int(d)
+
+
+class _Table:
+    def __init__(self, path: Path, name: str, data: dict[str, Any]) -> None:
+        self.where = f"{path.name} [{name}]"
+        self.data = data
+
+    def get(self, key: str, kind: type, lo: float | None = None, hi: float | None = None) -> Any:
+        if key not in self.data:
+            raise InvalidArgument(f"{self.where}: missing key {key!r}")
+        value = self.data[key]
+        ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise InvalidArgument(f"{self.where}: {key}={value!r} must be a {kind.__name__}")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise InvalidArgument(f"{self.where}: {key}={value!r} must be within [{lo}, {hi}]")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    path: Path
+    digest: str
+    name: str
+    description: str
+    namespace: str
+    seed: int
+    underlying: str
+    price_files: tuple[Path, ...]
+    ticks_per_candle: int
+    quorum: int
+    max_age_s: int
+    quote_asset: str
+    quote_decimals: int
+    perp_size_decimals: int
+    option_size_decimals: int
+    option_expiry_days: int
+    option_strikes: tuple[float, ...]
+    perp_maintenance_rate: int
+    option_maintenance_rate: int
+    option_floor_rate: int
+    vol: float
+    mechanism: str
+    penalty_rate: int
+    keeper_share: int
+    accounts: int
+    collateral_median: float
+    collateral_sigma: float
+    collateral_min: float
+    collateral_max: float
+    leverage_min: float
+    leverage_max: float
+    long_share: float
+    put_seller_share: float
+    put_size_min: float
+    put_size_max: float
+    min_initial_health: float
+    insurance_fund: int
+    keeper_capital: int
+    market_maker_capital: int
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; raise ``InvalidArgument`` naming the bad key."""
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidArgument(f"scenario={str(p)!r} is not a file")
+    raw = p.read_bytes()
+    try:
+        doc = tomllib.loads(raw.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"scenario={str(p)!r} is not valid TOML: {exc}") from None
+
+    def table(name: str) -> _Table:
+        data = doc.get(name)
+        if not isinstance(data, dict):
+            raise InvalidArgument(f"{p.name}: missing table [{name}]")
+        return _Table(p, name, data)
+
+    sc, pr, orc = table("scenario"), table("prices"), table("oracle")
+    qt, ins, mg = table("quote"), table("instruments"), table("margin")
+    lq, ac, sy = table("liquidation"), table("accounts"), table("system")
+    files = pr.get("files", list)
+    if not files or not all(isinstance(f, str) for f in files):
+        raise InvalidArgument(f"{pr.where}: files must be a non-empty list of paths")
+    price_files = tuple((p.parent / f).resolve() for f in files)
+    for f in price_files:
+        if not f.is_file():
+            raise InvalidArgument(f"{pr.where}: price file {str(f)!r} does not exist")
+    strikes = ins.get("option_strikes", list)
+    if not strikes or not all(isinstance(s, (int, float)) and 0 < s < 10 for s in strikes):
+        raise InvalidArgument(f"{ins.where}: option_strikes={strikes!r} must be fractions > 0")
+    mechanism = lq.get("mechanism", str)
+    if mechanism != "fixed-fee":
+        raise InvalidArgument(f"{lq.where}: mechanism={mechanism!r}; available: 'fixed-fee'")
+    return Scenario(
+        path=p,
+        digest=hashlib.sha256(raw).hexdigest(),
+        name=sc.get("name", str),
+        description=sc.get("description", str),
+        namespace=sc.get("namespace", str),
+        seed=sc.get("seed", int, 0, 2**63 - 1),
+        underlying=pr.get("underlying", str),
+        price_files=price_files,
+        ticks_per_candle=pr.get("ticks_per_candle", int, 1, 4),
+        quorum=orc.get("quorum", int, 1, len(files)),
+        max_age_s=orc.get("max_age_s", int, 1, 10**9),
+        quote_asset=qt.get("asset", str),
+        quote_decimals=qt.get("decimals", int, 0, 18),
+        perp_size_decimals=ins.get("perp_size_decimals", int, 0, 18),
+        option_size_decimals=ins.get("option_size_decimals", int, 0, 18),
+        option_expiry_days=ins.get("option_expiry_days", int, 1, 3650),
+        option_strikes=tuple(float(s) for s in strikes),
+        perp_maintenance_rate=rate(mg.get("perp_maintenance_rate", float, 0, 1), "perp mm"),
+        option_maintenance_rate=rate(mg.get("option_maintenance_rate", float, 0, 1), "opt mm"),
+        option_floor_rate=rate(mg.get("option_floor_rate", float, 0, 1), "option_floor_rate"),
+        vol=mg.get("vol", float, 0.01, 5.0),
+        mechanism=mechanism,
+        penalty_rate=rate(lq.get("penalty_rate", float, 0, 1), "penalty_rate"),
+        keeper_share=rate(lq.get("keeper_share", float, 0, 1), "keeper_share"),
+        accounts=ac.get("count", int, 1, 1_000_000),
+        collateral_median=ac.get("collateral_median", float, 1, 1e12),
+        collateral_sigma=ac.get("collateral_sigma", float, 0, 5),
+        collateral_min=ac.get("collateral_min", float, 1, 1e12),
+        collateral_max=ac.get("collateral_max", float, 1, 1e12),
+        leverage_min=ac.get("leverage_min", float, 0, 100),
+        leverage_max=ac.get("leverage_max", float, 0, 100),
+        long_share=ac.get("long_share", float, 0, 1),
+        put_seller_share=ac.get("put_seller_share", float, 0, 1),
+        put_size_min=ac.get("put_size_min", float, 0, 100),
+        put_size_max=ac.get("put_size_max", float, 0, 100),
+        min_initial_health=ac.get("min_initial_health", float, 1, 100),
+        insurance_fund=sy.get("insurance_fund", int, 0, 10**15),
+        keeper_capital=sy.get("keeper_capital", int, 0, 10**15),
+        market_maker_capital=sy.get("market_maker_capital", int, 0, 10**15),
+    )

@@ -1,0 +1,285 @@
+"""The ledger: atomic apply, named refusals, idempotency, the hash chain, reopening."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from liqeng.clock import SimClock
+from liqeng.errors import InvalidArgument, Refused, StorageCorrupt
+from liqeng.ids import AccountId, InstrumentId
+from liqeng.ledger.core import Ledger
+from liqeng.ledger.model import (
+    AccountSpec,
+    InstrumentSpec,
+    Position,
+    PositionChange,
+    Posting,
+    Transaction,
+)
+from liqeng.units import Amount, Asset
+from tests.conftest import ALICE, BOB, FUND, USDC, WETH, WORLD, deposit, open_ledger
+
+PERP = InstrumentId("t/ETH-PERP")
+
+
+def transfer(txid: str, src: AccountId, dst: AccountId, units: int, asset: Asset = USDC) -> Transaction:
+    return Transaction(
+        txid, "transfer", (Posting(src, asset.units(-units)), Posting(dst, asset.units(units)))
+    )
+
+
+def test_deposit_and_transfer(ledger: Ledger) -> None:
+    deposit(ledger, "d1", ALICE, 100_000_000)  # 100 USDC
+    r = ledger.apply(transfer("t1", ALICE, BOB, 40_000_000))
+    assert r.created
+    assert ledger.balance(ALICE, USDC.id) == USDC.parse("60")
+    assert ledger.balance(BOB, USDC.id) == USDC.parse("40")
+    # the world went negative by what came in: conservation includes it
+    assert ledger.balance(WORLD, USDC.id) == USDC.parse("-100")
+    ledger.check_invariants()
+
+
+def test_refused_transaction_changes_nothing(ledger: Ledger) -> None:
+    deposit(ledger, "d1", ALICE, 10)
+    before = (ledger.state_digest(), ledger.seq, ledger.head)
+    with pytest.raises(Refused, match="ledger/negative-balance.*t/alice would hold -1"):
+        ledger.apply(transfer("t1", ALICE, BOB, 11))
+    assert (ledger.state_digest(), ledger.seq, ledger.head) == before
+
+
+@pytest.mark.parametrize(
+    ("tx", "code"),
+    [
+        (
+            Transaction("u", "x", (Posting(ALICE, USDC.units(-1)), Posting(BOB, USDC.units(2)))),
+            "ledger/unbalanced",
+        ),
+        (transfer("a", ALICE, AccountId("t/nobody"), 1), "ledger/account-not-found"),
+        (transfer("b", ALICE, BOB, 1, Asset("eth/DAI", 18)), "ledger/asset-not-found"),  # type: ignore[arg-type]
+        (transfer("c", ALICE, BOB, 1, Asset(USDC.id, 8)), "ledger/asset-mismatch"),
+        (
+            Transaction("i", "x", position_changes=(PositionChange(ALICE, PERP, 1, 5),
+                                                    PositionChange(BOB, PERP, -1, 5))),
+            "ledger/instrument-not-found",
+        ),
+        (Transaction("r", "ledger.asset"), "ledger/reserved-kind"),
+    ],
+)
+def test_each_refusal_names_its_code(ledger: Ledger, tx: Transaction, code: str) -> None:
+    deposit(ledger, "d1", ALICE, 10)
+    before = ledger.state_digest()
+    with pytest.raises(Refused) as info:
+        ledger.apply(tx)
+    assert info.value.code == code
+    assert ledger.state_digest() == before
+
+
+def test_balance_exactly_at_the_limit(ledger: Ledger) -> None:
+    deposit(ledger, "d1", ALICE, 10)
+    ledger.apply(transfer("t1", ALICE, BOB, 10))  # exactly to zero: allowed
+    assert ledger.balance_units(ALICE, USDC.id) == 0
+    with pytest.raises(Refused, match="negative-balance"):
+        ledger.apply(transfer("t2", ALICE, BOB, 1))  # one unit past: refused
+
+
+def test_precedence_first_code_wins(ledger: Ledger) -> None:
+    # unbalanced AND unknown account: the shape check comes first
+    tx = Transaction("p", "x", (Posting(AccountId("t/nobody"), USDC.units(5)),))
+    with pytest.raises(Refused) as info:
+        ledger.apply(tx)
+    assert info.value.code == "ledger/unbalanced"
+
+
+def test_idempotent_retry_and_conflicting_reuse(ledger: Ledger) -> None:
+    deposit(ledger, "d1", ALICE, 100)
+    first = ledger.apply(transfer("t1", ALICE, BOB, 5))
+    again = ledger.apply(transfer("t1", ALICE, BOB, 5))
+    assert (again.seq, again.hash, again.created) == (first.seq, first.hash, False)
+    assert ledger.balance_units(BOB, USDC.id) == 5  # applied once
+    with pytest.raises(Refused, match="exists-with-different-content"):
+        ledger.apply(transfer("t1", ALICE, BOB, 6))
+
+
+def test_state_dependent_refusal_burns_the_id(ledger: Ledger) -> None:
+    with pytest.raises(Refused, match="negative-balance"):
+        ledger.apply(transfer("t1", ALICE, BOB, 5))
+    deposit(ledger, "d1", ALICE, 100)  # now it would succeed, but the id is burned
+    with pytest.raises(Refused, match="id-already-failed"):
+        ledger.apply(transfer("t1", ALICE, BOB, 5))
+    assert ledger.balance_units(BOB, USDC.id) == 0
+
+
+def test_shape_refusal_does_not_burn_the_id(ledger: Ledger) -> None:
+    deposit(ledger, "d1", ALICE, 100)
+    bad = Transaction("t1", "x", (Posting(ALICE, USDC.units(-5)), Posting(BOB, USDC.units(4))))
+    with pytest.raises(Refused, match="unbalanced"):
+        ledger.apply(bad)
+    assert ledger.apply(transfer("t1", ALICE, BOB, 5)).created
+
+
+@pytest.mark.parametrize(
+    ("build", "needle"),
+    [
+        (lambda: Posting(ALICE, 5), "posting amount=5 must be an Amount"),  # type: ignore[arg-type]
+        (lambda: Posting(ALICE, Amount(1.5, USDC)), "must be an int"),  # type: ignore[arg-type]
+        (lambda: Posting(ALICE, Amount(float("nan"), USDC)), "nan"),  # type: ignore[arg-type]
+        (lambda: Posting("alice", USDC.units(1)), "account='alice'"),  # type: ignore[arg-type]
+        (lambda: Transaction("bad id!", "x"), "tx_id='bad id!'"),
+        (lambda: PositionChange(ALICE, PERP, 0, 1), "size_delta=0"),
+        (lambda: PositionChange(ALICE, PERP, 1, -3), "entry_price=-3"),
+    ],
+)
+def test_bad_input_names_the_value(ledger: Ledger, build: object, needle: str) -> None:
+    before = ledger.state_digest()
+    with pytest.raises(InvalidArgument, match=needle.replace("(", r"\(").replace("$", r"\$")):
+        build()  # type: ignore[operator]
+    assert ledger.state_digest() == before
+
+
+def test_positions_must_net_to_zero(ledger: Ledger) -> None:
+    ledger.list_instrument(InstrumentSpec(PERP, 6))
+    half = (PositionChange(ALICE, PERP, 2_000_000, 2_000_000_000),)
+    with pytest.raises(Refused, match="positions-not-net-zero.*sum to 2000000"):
+        ledger.apply(Transaction("q1", "trade", position_changes=half))
+    both = (*half, PositionChange(BOB, PERP, -2_000_000, 2_000_000_000))
+    ledger.apply(Transaction("q2", "trade", position_changes=both))
+    assert ledger.position(ALICE, PERP) == Position(2_000_000, 2_000_000_000)
+    close = (PositionChange(ALICE, PERP, -2_000_000, 0), PositionChange(BOB, PERP, 2_000_000, 0))
+    ledger.apply(Transaction("q3", "trade", position_changes=close))
+    assert ledger.position(ALICE, PERP) is None
+    ledger.check_invariants()
+
+
+def test_batch_is_all_or_nothing(ledger: Ledger) -> None:
+    deposit(ledger, "d1", ALICE, 100)
+    before = (ledger.state_digest(), ledger.seq)
+    with pytest.raises(RuntimeError), ledger.batch():
+        ledger.apply(transfer("t1", ALICE, BOB, 30))
+        ledger.apply(transfer("t2", ALICE, BOB, 30))
+        raise RuntimeError("driver failed mid-batch")
+    assert (ledger.state_digest(), ledger.seq) == before
+    assert ledger._storage.find_event("t1") is None
+    # and the ids were not burned: the batch never happened
+    ledger.apply(transfer("t1", ALICE, BOB, 30))
+
+
+def test_refusal_inside_batch_drops_only_that_transaction(ledger: Ledger) -> None:
+    deposit(ledger, "d1", ALICE, 100)
+    with ledger.batch():
+        ledger.apply(transfer("t1", ALICE, BOB, 60))
+        with pytest.raises(Refused):
+            ledger.apply(transfer("t2", ALICE, BOB, 60))  # sees t1: only 40 left
+        ledger.apply(transfer("t3", ALICE, BOB, 40))
+    assert ledger.balance_units(BOB, USDC.id) == 100
+
+
+def test_storage_failure_rolls_the_batch_back(ledger: Ledger) -> None:
+    deposit(ledger, "d1", ALICE, 100)
+    before = (ledger.state_digest(), ledger.seq, ledger.head)
+    storage = ledger._storage
+    real = storage.append
+
+    def failing(*a: object, **k: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    storage.append = failing  # type: ignore[method-assign]
+    with pytest.raises(sqlite3.OperationalError):
+        ledger.apply(transfer("t1", ALICE, BOB, 5))
+    storage.append = real  # type: ignore[method-assign]
+    assert (ledger.state_digest(), ledger.seq, ledger.head) == before
+    assert ledger.apply(transfer("t1", ALICE, BOB, 5)).created
+
+
+def test_reopen_rebuilds_state_and_verifies_chain(tmp_path: Path, ledger: Ledger) -> None:
+    deposit(ledger, "d1", ALICE, 100)
+    deposit(ledger, "d2", BOB, 10**30, WETH)  # past 2**63: stored as text, exact
+    ledger.apply(transfer("t1", ALICE, FUND, 7))
+    digest, seq, head = ledger.state_digest(), ledger.seq, ledger.head
+    ledger._storage.close()
+    again = open_ledger(tmp_path / "ledger.sqlite")
+    assert (again.state_digest(), again.seq, again.head) == (digest, seq, head)
+    assert again.balance_units(BOB, WETH.id) == 10**30
+
+
+def test_reopen_through_a_snapshot(tmp_path: Path) -> None:
+    led = open_ledger(tmp_path / "s.sqlite", snapshot_every=3)
+    led.register_asset(USDC)
+    led.open_account(AccountSpec(WORLD, __import__("liqeng.ledger.model").ledger.model.AccountKind.EXTERNAL))
+    led.open_account(AccountSpec(ALICE))
+    for i in range(10):
+        deposit(led, f"d{i}", ALICE, 1 + i)
+    digest = led.state_digest()
+    snap = led._storage.latest_snapshot()
+    assert snap is not None and 0 < snap.seq <= led.seq
+    led._storage.close()
+    again = open_ledger(tmp_path / "s.sqlite")
+    assert again.state_digest() == digest
+    assert again.balance_units(ALICE, USDC.id) == sum(range(1, 11))
+
+
+def _tamper(path: Path, sql: str) -> None:
+    db = sqlite3.connect(path)
+    db.execute("DROP TRIGGER events_append_only_update")
+    db.execute("DROP TRIGGER events_append_only_delete")
+    db.execute(sql)
+    db.commit()
+    db.close()
+
+
+@pytest.mark.parametrize(
+    ("sql", "needle"),
+    [
+        ("UPDATE events SET body = CAST(replace(CAST(body AS TEXT), '100', '999') AS BLOB) WHERE tx_id = 'd1'",
+         "breaks the hash chain"),
+        ("DELETE FROM events WHERE seq = 3", "gap"),
+        ("UPDATE events SET ts = 5 WHERE seq = (SELECT max(seq) FROM events)",
+         "breaks the hash chain"),
+    ],
+)
+def test_tampering_is_detected(tmp_path: Path, ledger: Ledger, sql: str, needle: str) -> None:
+    deposit(ledger, "d1", ALICE, 100)
+    ledger.apply(transfer("t1", ALICE, BOB, 7))
+    ledger._storage.close()
+    _tamper(tmp_path / "ledger.sqlite", sql)
+    with pytest.raises(StorageCorrupt, match=needle):
+        open_ledger(tmp_path / "ledger.sqlite")
+
+
+def test_events_are_append_only_in_sqlite(tmp_path: Path, ledger: Ledger) -> None:
+    deposit(ledger, "d1", ALICE, 100)
+    db = sqlite3.connect(tmp_path / "ledger.sqlite")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("UPDATE events SET ts = 0")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("DELETE FROM events")
+    db.close()
+
+
+def test_postings_view_shows_exact_amounts(tmp_path: Path, ledger: Ledger) -> None:
+    deposit(ledger, "d1", ALICE, 10**30, WETH)
+    db = sqlite3.connect(tmp_path / "ledger.sqlite")
+    rows = db.execute(
+        "SELECT account, asset, amount_units FROM postings WHERE tx_id='d1' ORDER BY account"
+    ).fetchall()
+    assert rows == [(ALICE, WETH.id, str(10**30)), (WORLD, WETH.id, str(-(10**30)))]
+    db.close()
+
+
+def test_sqlite_durability_settings(ledger: Ledger) -> None:
+    db = ledger._storage._db  # type: ignore[attr-defined]
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    strict = db.execute("SELECT sql FROM sqlite_master WHERE name='events'").fetchone()[0]
+    assert strict.rstrip().endswith("STRICT")
+
+
+def test_clock_going_backwards_is_refused(tmp_path: Path) -> None:
+    clock = SimClock(100)
+    led = open_ledger(tmp_path / "c.sqlite", clock)
+    led.register_asset(USDC)
+    clock._now = 50  # a broken driver
+    with pytest.raises(InvalidArgument, match="now=50 is before the last event ts=100"):
+        led.open_account(AccountSpec(ALICE))
