@@ -67,11 +67,16 @@ class Engine:
         self.system = system
         self.index_prices: dict[str, int] = {}
 
-    def risk(self, account: AccountId, now: int) -> AccountRisk:
+    def risk(
+        self,
+        account: AccountId,
+        now: int,
+        positions: Mapping[InstrumentId, Position] | None = None,
+    ) -> AccountRisk:
         """The exact risk of ``account`` at the current index prices."""
         return account_risk(
             self.ledger.balance_units(account, self.quote.id),
-            self.ledger.positions_of(account),
+            self.ledger.positions_of(account) if positions is None else positions,
             self.instruments,
             self.index_prices,
             now,
@@ -96,7 +101,7 @@ class Engine:
         missing = {self.instruments[i].underlying for i in positions} - set(self.index_prices)
         if missing:
             raise Refused("liquidation/stale-price", f"no index price for {sorted(missing)}")
-        risk = self.risk(account, now)
+        risk = self.risk(account, now, positions)
         ctx = LiquidationContext(
             tx_id=TxId(tx_id(txid)),
             now=now,
@@ -144,7 +149,7 @@ class Engine:
                     continue
                 if any(self.instruments[i].underlying not in prices for i in positions):
                     continue  # no liquidation without a fresh price
-                risk = self.risk(account, now)
+                risk = self.risk(account, now, positions)
                 if risk.is_liquidatable:
                     candidates.append((risk.health, account))
             candidates.sort()

@@ -90,12 +90,14 @@ def _exact(name: str, x: float) -> Fraction:
 def to_units_down(x: float, decimals: int, name: str = "value") -> int:
     """The one door from float valuation into integers, rounding down:
     ``floor(x * 10**decimals)`` computed exactly on the binary value of ``x``."""
-    return math.floor(_exact(name, x) * 10**decimals)
+    scale: int = 10**decimals
+    return math.floor(_exact(name, x) * scale)
 
 
 def to_units_up(x: float, decimals: int, name: str = "value") -> int:
     """As ``to_units_down`` but ``ceil``: for requirements and liabilities."""
-    return math.ceil(_exact(name, x) * 10**decimals)
+    scale: int = 10**decimals
+    return math.ceil(_exact(name, x) * scale)
 
 
 @dataclass(frozen=True, slots=True)

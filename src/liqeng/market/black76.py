@@ -167,6 +167,10 @@ def _erfc(x: FloatArray) -> FloatArray:
     return out
 
 
+@overload
+def erfc(x: float) -> float: ...
+@overload
+def erfc(x: FloatArray) -> FloatArray: ...
 def erfc(x: float | FloatArray) -> float | FloatArray:
     """Complementary error function ``erfc(x) = 2/√π ∫_x^∞ exp(-t²) dt`` (Cody, CALERF).
 
@@ -176,24 +180,33 @@ def erfc(x: float | FloatArray) -> float | FloatArray:
     return out if isinstance(x, np.ndarray) else float(out)
 
 
-_SQRT1_2: Final = math.sqrt(0.5)
+_SQRT2: Final = math.sqrt(2.0)
 _INV_SQRT_2PI: Final = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 def _ncdf(x: FloatArray) -> FloatArray:
-    return 0.5 * _erfc(-x * _SQRT1_2)
+    return 0.5 * _erfc(-x / _SQRT2)
 
 
 def _npdf(x: FloatArray) -> FloatArray:
-    return _INV_SQRT_2PI * np.exp(-0.5 * x * x)
+    with np.errstate(over="ignore", under="ignore"):  # |x| past ~38.6 gives 0, as it should
+        return _INV_SQRT_2PI * np.exp(-0.5 * x * x)
 
 
+@overload
+def norm_cdf(x: float) -> float: ...
+@overload
+def norm_cdf(x: FloatArray) -> FloatArray: ...
 def norm_cdf(x: float | FloatArray) -> float | FloatArray:
     """Standard normal CDF ``N(x) = erfc(-x/√2)/2``."""
     out = _ncdf(np.asarray(x, dtype=np.float64))
     return out if isinstance(x, np.ndarray) else float(out)
 
 
+@overload
+def norm_pdf(x: float) -> float: ...
+@overload
+def norm_pdf(x: FloatArray) -> FloatArray: ...
 def norm_pdf(x: float | FloatArray) -> float | FloatArray:
     """Standard normal density ``n(x) = exp(-x²/2)/√(2π)``."""
     out = _npdf(np.asarray(x, dtype=np.float64))
@@ -204,13 +217,13 @@ def norm_pdf(x: float | FloatArray) -> float | FloatArray:
 
 
 def _floats(name: str, value: object) -> FloatArray:
-    if isinstance(value, (bool, np.bool_)):
-        raise InvalidArgument(f"{name}={value!r} must be a number, not a bool")
     try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"{name}={value!r} must be a number or an array of numbers") from None
-    return arr
+        raw = np.asarray(value)
+    except (TypeError, ValueError):  # ragged sequences
+        raw = np.asarray(None)
+    if raw.dtype.kind not in "iuf":  # refuses bool, str, object, complex
+        raise InvalidArgument(f"{name}={value!r} must be a number or an array of numbers")
+    return raw.astype(np.float64, copy=False)
 
 
 def _refuse(name: str, arr: FloatArray, bad: BoolArray, rule: str) -> None:
@@ -240,17 +253,19 @@ def _check(
     if isinstance(r, bool) or not isinstance(r, (float, int)) or not math.isfinite(r):
         raise InvalidArgument(f"r={r!r} must be a finite number")
     try:
-        f, k, t, s, c = np.broadcast_arrays(f, k, t, s, c)
+        bf, bk, bt, bs, bc = np.broadcast_arrays(f, k, t, s, c)
     except ValueError:
-        shapes = [np.shape(a) for a in (forward, strike, t_years, sigma, is_call)]
+        shapes = [a.shape for a in (f, k, t, s, c)]
         raise InvalidArgument(
             f"shapes of forward, strike, t_years, sigma, is_call={shapes} do not broadcast"
         ) from None
-    return f, k, t, s, c, float(r)
+    return bf, bk, bt, bs, bc, float(r)
 
 
 class _Core:
-    """Shared intermediate values; ``live`` marks entries with ``T > 0`` and ``σ > 0``."""
+    """Shared intermediate values; ``live`` marks entries with ``σ√T > 0`` (after
+    underflow): only there do ``d1``, ``d2`` mean anything. They are computed as
+    ``ln(F/K)/(σ√T) ± σ√T/2``, the textbook formula rearranged so ``σ²T`` cannot overflow."""
 
     __slots__ = ("call", "d1", "d2", "disc", "f", "k", "live", "r", "s", "sqrt_t", "t", "vol")
 
@@ -258,15 +273,20 @@ class _Core:
         self, f: FloatArray, k: FloatArray, t: FloatArray, s: FloatArray, c: BoolArray, r: float
     ) -> None:
         self.f, self.k, self.s, self.call, self.r = f, k, s, c, r
-        self.live = (t > 0.0) & (s > 0.0)
         self.t = np.maximum(t, 0.0)
         self.disc = np.exp(-r * self.t)
-        safe_t = np.where(self.live, t, 1.0)
-        safe_s = np.where(self.live, s, 1.0)
-        self.sqrt_t = np.sqrt(safe_t)
-        self.vol = safe_s * self.sqrt_t
-        self.d1 = (np.log(f / k) + 0.5 * safe_s * safe_s * safe_t) / self.vol
-        self.d2 = self.d1 - self.vol
+        with np.errstate(over="ignore", divide="ignore", under="ignore"):
+            self.live = s * np.sqrt(self.t) > 0.0
+            self.sqrt_t = np.sqrt(np.where(self.live, self.t, 1.0))
+            self.vol = np.where(self.live, s, 1.0) * self.sqrt_t  # may be inf: d1 = ±inf
+            ratio = f / k
+            exact = np.isfinite(ratio) & (ratio > 0.0)  # else log F - log K, never ±inf
+            moneyness = np.log(np.where(exact, ratio, 1.0))
+            moneyness = np.where(exact, moneyness, np.log(f) - np.log(k))
+            scaled = moneyness / self.vol
+            half = 0.5 * self.vol
+            self.d1 = scaled + half
+            self.d2 = scaled - half
 
     def intrinsic(self) -> FloatArray:
         return self.disc * np.where(
@@ -382,7 +402,9 @@ def gamma(
     hold; 0 is returned there too.)
     """
     core = _Core(*_check(forward, strike, t_years, sigma, is_call, r))
-    live = core.disc * _npdf(core.d1) / (core.f * core.vol)
+    pdf = _npdf(core.d1)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
+        live = np.where(pdf > 0.0, core.disc * pdf / (core.f * core.vol), 0.0)
     out = np.where(core.live, live, 0.0)
     return _result(out, forward, strike, t_years, sigma, is_call)
 
