@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.conftest import ALICE, BOB, USDC, deposit, open_ledger
 
 from liqeng.clock import SimClock
 from liqeng.engine import Engine
@@ -18,10 +19,11 @@ from liqeng.market.instruments import EuropeanOption, Perpetual
 from liqeng.market.trading import fill
 from liqeng.oracle import MedianOracle, PriceReport
 from liqeng.risk.margin import MarginParams
-from tests.conftest import ALICE, BOB, USDC, deposit, open_ledger
 
 KEEPER = AccountId("t/keeper")
-SYS = SystemAccounts(AccountId("t/insurance-fund"), AccountId("t/settlement"), AccountId("t/bad-debt"))
+SYS = SystemAccounts(
+    AccountId("t/insurance-fund"), AccountId("t/settlement"), AccountId("t/bad-debt")
+)
 PERP = Perpetual(InstrumentId("t/ETH-PERP"), "ETH", USDC, 6)
 PUT = EuropeanOption(InstrumentId("t/ETH-1500-P"), "ETH", USDC, 6, 1500 * 10**6, 30 * 86400, False)
 SOURCES = ["s1", "s2", "s3", "s4", "s5"]
@@ -32,9 +34,15 @@ def make_engine(tmp_path: Path, fund_usd: int = 10_000) -> tuple[Engine, SimCloc
     clock = SimClock(0)
     led: Ledger = open_ledger(tmp_path / "e.sqlite", clock)
     led.register_asset(USDC)
-    for acc, kind in [(AccountId("t/world"), AccountKind.EXTERNAL), (SYS.insurance_fund, AccountKind.SYSTEM),
-                      (SYS.settlement, AccountKind.SETTLEMENT), (SYS.bad_debt, AccountKind.BAD_DEBT),
-                      (ALICE, AccountKind.USER), (BOB, AccountKind.USER), (KEEPER, AccountKind.USER)]:
+    for acc, kind in [
+        (AccountId("t/world"), AccountKind.EXTERNAL),
+        (SYS.insurance_fund, AccountKind.SYSTEM),
+        (SYS.settlement, AccountKind.SETTLEMENT),
+        (SYS.bad_debt, AccountKind.BAD_DEBT),
+        (ALICE, AccountKind.USER),
+        (BOB, AccountKind.USER),
+        (KEEPER, AccountKind.USER),
+    ]:
         led.open_account(AccountSpec(acc, kind))
     for inst in (PERP, PUT):
         led.list_instrument(inst.spec())
@@ -43,9 +51,15 @@ def make_engine(tmp_path: Path, fund_usd: int = 10_000) -> tuple[Engine, SimCloc
     deposit(led, "d-keeper", KEEPER, 10**6 * USD)
     if fund_usd:
         deposit(led, "d-fund", SYS.insurance_fund, fund_usd * USD)
-    engine = Engine(led, MedianOracle(SOURCES, ["ETH"], 3600, 3), quote=USDC,
-                    instruments={PERP.id: PERP, PUT.id: PUT}, margin=MarginParams(),
-                    mechanism=FixedFee(), system=SYS)
+    engine = Engine(
+        led,
+        MedianOracle(SOURCES, ["ETH"], 3600, 3),
+        quote=USDC,
+        instruments={PERP.id: PERP, PUT.id: PUT},
+        margin=MarginParams(),
+        mechanism=FixedFee(),
+        system=SYS,
+    )
     return engine, clock
 
 
@@ -54,9 +68,19 @@ def reports(ts: int, *prices: int) -> list[PriceReport]:
 
 
 def alice_goes_long(engine: Engine, eth: int, at_usd: int) -> None:
-    f = fill(buyer=ALICE, seller=BOB, instrument=PERP.id, size=eth * ETH, price=at_usd * USD,
-             size_decimals=6, premium=False, quote=USDC, buyer_position=None,
-             seller_position=None, settlement=SYS.settlement)
+    f = fill(
+        buyer=ALICE,
+        seller=BOB,
+        instrument=PERP.id,
+        size=eth * ETH,
+        price=at_usd * USD,
+        size_decimals=6,
+        premium=False,
+        quote=USDC,
+        buyer_position=None,
+        seller_position=None,
+        settlement=SYS.settlement,
+    )
     engine.ledger.apply(Transaction("open", "trade", f.postings, f.position_changes))
 
 
@@ -72,7 +96,11 @@ def test_liquidation_numbers(tmp_path: Path) -> None:
     # notional 5 * 1850 = 9250; penalty 5% = 462.5 but only 250 is left: fee = 250
     assert (plan.notional, plan.penalty) == (9_250 * USD, 250 * USD)
     # keeper share 50%: 125 to the keeper, 125 to the insurance fund; no bad debt
-    assert (plan.keeper_reward, plan.insurance_fee, plan.bad_debt_covered) == (125 * USD, 125 * USD, 0)
+    assert (plan.keeper_reward, plan.insurance_fee, plan.bad_debt_covered) == (
+        125 * USD,
+        125 * USD,
+        0,
+    )
     assert plan.seized == 1_000 * USD  # 750 realised loss + 250 penalty
     led = engine.ledger
     assert led.balance_units(ALICE, USDC.id) == 0 and led.positions_of(ALICE) == {}
@@ -90,7 +118,11 @@ def test_bad_debt_is_drawn_from_the_insurance_fund_then_booked(tmp_path: Path) -
     plan = step.liquidations[0].plan
     # equity = 1000 + 5 * (1700 - 2000) = -500: no fee, 500 of bad debt;
     # the fund holds 200 -> covers 200, 300 booked against the bad-debt account
-    assert (plan.penalty, plan.bad_debt_covered, plan.bad_debt_uncovered) == (0, 200 * USD, 300 * USD)
+    assert (plan.penalty, plan.bad_debt_covered, plan.bad_debt_uncovered) == (
+        0,
+        200 * USD,
+        300 * USD,
+    )
     led = engine.ledger
     assert led.balance_units(SYS.insurance_fund, USDC.id) == 0
     assert led.balance_units(SYS.bad_debt, USDC.id) == -300 * USD
@@ -129,9 +161,19 @@ def test_short_put_account_is_liquidated_in_a_crash(tmp_path: Path) -> None:
     engine.step(0, reports(0, 2000, 2000, 2000, 2000, 2000))
     # alice writes 5 puts struck at 1500 for a 10 USD premium each: maintenance
     # 5 * max(10% * 2000 - 500 OTM, 5% * 2000) = 500 < equity 1050 - 5 * mark(~19.8)
-    f = fill(buyer=BOB, seller=ALICE, instrument=PUT.id, size=5 * ETH, price=10 * USD,
-             size_decimals=6, premium=True, quote=USDC, buyer_position=None,
-             seller_position=None, settlement=SYS.settlement)
+    f = fill(
+        buyer=BOB,
+        seller=ALICE,
+        instrument=PUT.id,
+        size=5 * ETH,
+        price=10 * USD,
+        size_decimals=6,
+        premium=True,
+        quote=USDC,
+        buyer_position=None,
+        seller_position=None,
+        settlement=SYS.settlement,
+    )
     engine.ledger.apply(Transaction("sell-puts", "trade", f.postings, f.position_changes))
     assert engine.risk(ALICE, 0).is_liquidatable is False
     clock.set(3600)

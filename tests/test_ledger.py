@@ -6,12 +6,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from tests.conftest import ALICE, BOB, FUND, USDC, WETH, WORLD, deposit, open_ledger
 
 from liqeng.clock import SimClock
 from liqeng.errors import InvalidArgument, Refused, StorageCorrupt
 from liqeng.ids import AccountId, InstrumentId
 from liqeng.ledger.core import Ledger
 from liqeng.ledger.model import (
+    AccountKind,
     AccountSpec,
     InstrumentSpec,
     Position,
@@ -20,12 +22,13 @@ from liqeng.ledger.model import (
     Transaction,
 )
 from liqeng.units import Amount, Asset
-from tests.conftest import ALICE, BOB, FUND, USDC, WETH, WORLD, deposit, open_ledger
 
 PERP = InstrumentId("t/ETH-PERP")
 
 
-def transfer(txid: str, src: AccountId, dst: AccountId, units: int, asset: Asset = USDC) -> Transaction:
+def transfer(
+    txid: str, src: AccountId, dst: AccountId, units: int, asset: Asset = USDC
+) -> Transaction:
     return Transaction(
         txid, "transfer", (Posting(src, asset.units(-units)), Posting(dst, asset.units(units)))
     )
@@ -45,7 +48,7 @@ def test_deposit_and_transfer(ledger: Ledger) -> None:
 def test_refused_transaction_changes_nothing(ledger: Ledger) -> None:
     deposit(ledger, "d1", ALICE, 10)
     before = (ledger.state_digest(), ledger.seq, ledger.head)
-    with pytest.raises(Refused, match="ledger/negative-balance.*t/alice would hold -1"):
+    with pytest.raises(Refused, match=r"ledger/negative-balance.*t/alice would hold -1"):
         ledger.apply(transfer("t1", ALICE, BOB, 11))
     assert (ledger.state_digest(), ledger.seq, ledger.head) == before
 
@@ -61,8 +64,14 @@ def test_refused_transaction_changes_nothing(ledger: Ledger) -> None:
         (transfer("b", ALICE, BOB, 1, Asset("eth/DAI", 18)), "ledger/asset-not-found"),  # type: ignore[arg-type]
         (transfer("c", ALICE, BOB, 1, Asset(USDC.id, 8)), "ledger/asset-mismatch"),
         (
-            Transaction("i", "x", position_changes=(PositionChange(ALICE, PERP, 1, 5),
-                                                    PositionChange(BOB, PERP, -1, 5))),
+            Transaction(
+                "i",
+                "x",
+                position_changes=(
+                    PositionChange(ALICE, PERP, 1, 5),
+                    PositionChange(BOB, PERP, -1, 5),
+                ),
+            ),
             "ledger/instrument-not-found",
         ),
         (Transaction("r", "ledger.asset"), "ledger/reserved-kind"),
@@ -142,7 +151,7 @@ def test_bad_input_names_the_value(ledger: Ledger, build: object, needle: str) -
 def test_positions_must_net_to_zero(ledger: Ledger) -> None:
     ledger.list_instrument(InstrumentSpec(PERP, 6))
     half = (PositionChange(ALICE, PERP, 2_000_000, 2_000_000_000),)
-    with pytest.raises(Refused, match="positions-not-net-zero.*sum to 2000000"):
+    with pytest.raises(Refused, match=r"positions-not-net-zero.*sum to 2000000"):
         ledger.apply(Transaction("q1", "trade", position_changes=half))
     both = (*half, PositionChange(BOB, PERP, -2_000_000, 2_000_000_000))
     ledger.apply(Transaction("q2", "trade", position_changes=both))
@@ -207,7 +216,7 @@ def test_reopen_rebuilds_state_and_verifies_chain(tmp_path: Path, ledger: Ledger
 def test_reopen_through_a_snapshot(tmp_path: Path) -> None:
     led = open_ledger(tmp_path / "s.sqlite", snapshot_every=3)
     led.register_asset(USDC)
-    led.open_account(AccountSpec(WORLD, __import__("liqeng.ledger.model").ledger.model.AccountKind.EXTERNAL))
+    led.open_account(AccountSpec(WORLD, AccountKind.EXTERNAL))
     led.open_account(AccountSpec(ALICE))
     for i in range(10):
         deposit(led, f"d{i}", ALICE, 1 + i)
@@ -232,11 +241,16 @@ def _tamper(path: Path, sql: str) -> None:
 @pytest.mark.parametrize(
     ("sql", "needle"),
     [
-        ("UPDATE events SET body = CAST(replace(CAST(body AS TEXT), '100', '999') AS BLOB) WHERE tx_id = 'd1'",
-         "breaks the hash chain"),
+        (
+            "UPDATE events SET body = CAST(replace(CAST(body AS TEXT), '100', '999') AS BLOB)"
+            " WHERE tx_id = 'd1'",
+            "breaks the hash chain",
+        ),
         ("DELETE FROM events WHERE seq = 3", "gap"),
-        ("UPDATE events SET ts = 5 WHERE seq = (SELECT max(seq) FROM events)",
-         "breaks the hash chain"),
+        (
+            "UPDATE events SET ts = 5 WHERE seq = (SELECT max(seq) FROM events)",
+            "breaks the hash chain",
+        ),
     ],
 )
 def test_tampering_is_detected(tmp_path: Path, ledger: Ledger, sql: str, needle: str) -> None:

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from tests.conftest import USDC, WORLD
 
 from liqeng.clock import SimClock
 from liqeng.errors import Refused
@@ -27,7 +28,6 @@ from liqeng.liquidation.fixed_fee import FixedFee
 from liqeng.market.instruments import Perpetual
 from liqeng.market.trading import fill
 from liqeng.risk.margin import AccountRisk, MarginParams
-from tests.conftest import USDC, WORLD
 
 USERS = [AccountId(f"t/u{i}") for i in range(4)]
 SYSTEM = SystemAccounts(AccountId("t/fund"), AccountId("t/settlement"), AccountId("t/bad-debt"))
@@ -61,8 +61,12 @@ class LedgerMachine(RuleBasedStateMachine):
     def setup(self) -> None:
         self.ledger = Ledger(SqliteStorage(self.path), self.clock, snapshot_every=7)
         self.ledger.register_asset(USDC)
-        kinds = [(WORLD, AccountKind.EXTERNAL), (SYSTEM.insurance_fund, AccountKind.SYSTEM),
-                 (SYSTEM.settlement, AccountKind.SETTLEMENT), (SYSTEM.bad_debt, AccountKind.BAD_DEBT)]
+        kinds = [
+            (WORLD, AccountKind.EXTERNAL),
+            (SYSTEM.insurance_fund, AccountKind.SYSTEM),
+            (SYSTEM.settlement, AccountKind.SETTLEMENT),
+            (SYSTEM.bad_debt, AccountKind.BAD_DEBT),
+        ]
         for acc, kind in [*kinds, *((u, AccountKind.USER) for u in USERS)]:
             self.ledger.open_account(AccountSpec(acc, kind))
         self.ledger.list_instrument(PERP.spec())
@@ -94,27 +98,46 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(account=users, amount=units)
     def deposit(self, account: AccountId, amount: int) -> None:
-        self.commit(Transaction(self.txid(), "deposit",
-                                (Posting(WORLD, USDC.units(-amount)), Posting(account, USDC.units(amount)))))
+        self.commit(
+            Transaction(
+                self.txid(),
+                "deposit",
+                (Posting(WORLD, USDC.units(-amount)), Posting(account, USDC.units(amount))),
+            )
+        )
 
-    @rule(src=users, dst=st.sampled_from([*USERS, SYSTEM.insurance_fund]),
-          percent=st.integers(1, 110))
+    @rule(
+        src=users, dst=st.sampled_from([*USERS, SYSTEM.insurance_fund]), percent=st.integers(1, 110)
+    )
     def transfer(self, src: AccountId, dst: AccountId, percent: int) -> None:
         """Up to 110% of the balance: some succeed, some overdraw and must fail whole."""
         amount = max(1, self.model.get((src, USDC.id), 0) * percent // 100)
         if src != dst:
-            self.commit(Transaction(self.txid(), "transfer",
-                                    (Posting(src, USDC.units(-amount)), Posting(dst, USDC.units(amount)))))
+            self.commit(
+                Transaction(
+                    self.txid(),
+                    "transfer",
+                    (Posting(src, USDC.units(-amount)), Posting(dst, USDC.units(amount))),
+                )
+            )
 
     @rule(buyer=users, seller=users, size=st.integers(1, 10**8), price=prices)
     def trade(self, buyer: AccountId, seller: AccountId, size: int, price: int) -> None:
         if buyer == seller:
             return
-        f = fill(buyer=buyer, seller=seller, instrument=PERP.id, size=size, price=price,
-                 size_decimals=6, premium=False, quote=USDC,
-                 buyer_position=self.ledger.position(buyer, PERP.id),
-                 seller_position=self.ledger.position(seller, PERP.id),
-                 settlement=SYSTEM.settlement)
+        f = fill(
+            buyer=buyer,
+            seller=seller,
+            instrument=PERP.id,
+            size=size,
+            price=price,
+            size_decimals=6,
+            premium=False,
+            quote=USDC,
+            buyer_position=self.ledger.position(buyer, PERP.id),
+            seller_position=self.ledger.position(seller, PERP.id),
+            settlement=SYSTEM.settlement,
+        )
         self.commit(Transaction(self.txid(), "trade", f.postings, f.position_changes))
 
     @rule(account=users, keeper=users, price=prices)
@@ -123,10 +146,17 @@ class LedgerMachine(RuleBasedStateMachine):
         if account == keeper or not positions:
             return
         ctx = LiquidationContext(
-            tx_id=self.txid(), now=self.clock.now(), account=account, keeper=keeper, quote=USDC,
-            cash=self.ledger.balance_units(account, USDC.id), positions=positions,
-            keeper_positions=self.ledger.positions_of(keeper), instruments={PERP.id: PERP},
-            index_prices={"ETH": price}, margin=MarginParams(),
+            tx_id=self.txid(),
+            now=self.clock.now(),
+            account=account,
+            keeper=keeper,
+            quote=USDC,
+            cash=self.ledger.balance_units(account, USDC.id),
+            positions=positions,
+            keeper_positions=self.ledger.positions_of(keeper),
+            instruments={PERP.id: PERP},
+            index_prices={"ETH": price},
+            margin=MarginParams(),
             risk=AccountRisk(equity=0, maintenance_margin=1),  # forced: tests the money flow
             insurance_fund_balance=self.ledger.balance_units(SYSTEM.insurance_fund, USDC.id),
             system=SYSTEM,
@@ -141,15 +171,24 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(account=users, amount=units)
     def overdraft_fails(self, account: AccountId, amount: int) -> None:
         have = self.model.get((account, USDC.id), 0)
-        self.commit(Transaction(self.txid(), "withdraw",
-                                (Posting(account, USDC.units(-(have + amount))),
-                                 Posting(WORLD, USDC.units(have + amount)))))
+        self.commit(
+            Transaction(
+                self.txid(),
+                "withdraw",
+                (
+                    Posting(account, USDC.units(-(have + amount))),
+                    Posting(WORLD, USDC.units(have + amount)),
+                ),
+            )
+        )
 
     @rule(account=users, amount=units)
     def unbalanced_fails(self, account: AccountId, amount: int) -> None:
         before = self.ledger.state_digest()
         try:
-            self.ledger.apply(Transaction(self.txid(), "mint", (Posting(account, USDC.units(amount)),)))
+            self.ledger.apply(
+                Transaction(self.txid(), "mint", (Posting(account, USDC.units(amount)),))
+            )
         except Refused as exc:
             assert exc.code == "ledger/unbalanced"
         else:
@@ -186,7 +225,9 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 LedgerMachine.TestCase.settings = settings(
-    max_examples=40, stateful_step_count=30, deadline=None,
+    max_examples=40,
+    stateful_step_count=30,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestLedgerMachine = LedgerMachine.TestCase
@@ -197,7 +238,9 @@ class LongLedgerMachine(LedgerMachine):
 
 
 LongLedgerMachine.TestCase.settings = settings(
-    max_examples=300, stateful_step_count=60, deadline=None,
+    max_examples=300,
+    stateful_step_count=60,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestLongLedgerMachine = pytest.mark.slow(LongLedgerMachine.TestCase)

@@ -38,24 +38,27 @@ def test_quickstart_liquidates_and_accounts_for_every_unit(first_run: tuple[obje
     )
 
 
-def test_same_seed_same_event_log_digest(
-    first_run: tuple[object, Path], tmp_path: Path
-) -> None:
+def test_same_seed_same_event_log_digest(first_run: tuple[object, Path], tmp_path: Path) -> None:
     s1, _ = first_run
     s2 = run(load_scenario(QUICKSTART), tmp_path / "run2.sqlite")
     assert (s2.head, s2.state_digest, s2.events) == (s1.head, s1.state_digest, s1.events)  # type: ignore[attr-defined]
 
 
 def test_other_seed_other_digest(tmp_path: Path) -> None:
-    text = QUICKSTART.read_text().replace("seed = 7 ", "seed = 8 ").replace("count = 300", "count = 40")
+    text = (
+        QUICKSTART.read_text()
+        .replace("seed = 7 ", "seed = 8 ")
+        .replace("count = 300", "count = 40")
+    )
     (tmp_path / "data").symlink_to(QUICKSTART.parent / "data")
     a = tmp_path / "a.toml"
     a.write_text(text)
     b = tmp_path / "b.toml"
     b.write_text(text.replace("seed = 8 ", "seed = 9 "))
-    assert run(load_scenario(a), tmp_path / "a.sqlite").head != run(
-        load_scenario(b), tmp_path / "b.sqlite"
-    ).head
+    assert (
+        run(load_scenario(a), tmp_path / "a.sqlite").head
+        != run(load_scenario(b), tmp_path / "b.sqlite").head
+    )
 
 
 def test_the_log_is_a_plain_sqlite_file(first_run: tuple[object, Path]) -> None:

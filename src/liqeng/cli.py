@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -40,8 +41,10 @@ def _summary_table(s: RunSummary) -> Table:
     rows = [
         ("accounts", f"{s.accounts:,}"),
         ("price ticks", f"{s.ticks:,}"),
-        ("index first / min / last", " / ".join(_money(p, d) for p in
-                                                (s.index_first, s.index_min, s.index_last))),
+        (
+            "index first / min / last",
+            " / ".join(_money(p, d) for p in (s.index_first, s.index_min, s.index_last)),
+        ),
         ("rejected source reports", f"{s.rejected_reports:,}"),
         ("liquidations", f"{s.liquidations:,}"),
         ("notional liquidated", _money(s.notional, d)),
@@ -63,11 +66,14 @@ def _summary_table(s: RunSummary) -> Table:
 
 @app.command()
 def simulate(
-    scenario: Path = typer.Argument(..., help="Scenario TOML file, e.g. scenarios/quickstart.toml"),
-    db: Path | None = typer.Option(
-        None, "--db", help="SQLite file for the event log [default: <scenario>.sqlite here]"
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar"),
+    scenario: Annotated[
+        Path, typer.Argument(help="Scenario TOML file, e.g. scenarios/quickstart.toml")
+    ],
+    db: Annotated[
+        Path | None,
+        typer.Option(help="SQLite file for the event log [default: <scenario name>.sqlite]"),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
 ) -> None:
     """Replay a scenario through the engine and print what liquidation did."""
     try:
@@ -92,14 +98,18 @@ def simulate(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     console.print(_summary_table(summary))
-    console.print(f"event log: {summary.db_path}  (open it with sqlite3; tables events, views "
-                  "postings and position_changes)")
+    console.print(
+        f"event log: {summary.db_path}  (open it with sqlite3; tables events, views "
+        "postings and position_changes)"
+    )
     console.print(f"log head:  {summary.head}")
     console.print(f"scenario:  sha256 {load_scenario(scenario).digest[:16]}…  liqeng {__version__}")
 
 
 @log_app.command("verify")
-def log_verify(db: Path = typer.Argument(..., help="SQLite file written by liqeng")) -> None:
+def log_verify(
+    db: Annotated[Path, typer.Argument(help="SQLite file written by liqeng")],
+) -> None:
     """Re-hash the whole chain, rebuild the state and check every invariant."""
     if not db.is_file():
         console.print(f"[red]error:[/red] db={str(db)!r} is not a file")

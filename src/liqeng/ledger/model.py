@@ -18,7 +18,6 @@ from liqeng.ids import (
     AccountId,
     AssetId,
     InstrumentId,
-    TxId,
     account_id,
     instrument_id,
     tx_id,
@@ -135,7 +134,7 @@ class Transaction:
     result; with other content it is refused (``ledger/exists-with-different-content``).
     """
 
-    id: TxId
+    id: str
     kind: str
     postings: tuple[Posting, ...] = ()
     position_changes: tuple[PositionChange, ...] = ()

@@ -67,6 +67,7 @@ class LiquidationPlan:
 
 
 class Mechanism(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def plan(self, ctx: LiquidationContext) -> LiquidationPlan: ...

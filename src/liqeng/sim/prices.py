@@ -10,6 +10,7 @@ turned into integer price units by truncation (``floor``), never through a float
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,7 +82,7 @@ def ticks(
     if per_candle not in _SHAPES:
         raise InvalidArgument(f"ticks_per_candle={per_candle} must be 1 (close), 2 or 4")
     series = {source_name(f): read_candles(f, decimals) for f in files}
-    step = min(b.ts - a.ts for c in series.values() for a, b in zip(c, c[1:], strict=False))
+    step = min(b.ts - a.ts for c in series.values() for a, b in itertools.pairwise(c))
     by_time: dict[int, list[PriceReport]] = {}
     for source, candles in sorted(series.items()):
         for c in candles:

@@ -242,7 +242,13 @@ def _setup(
 
 
 def _trade(
-    engine: Engine, txid: str, account: AccountId, mm: AccountId, iid: InstrumentId, size: int, now: int
+    engine: Engine,
+    txid: str,
+    account: AccountId,
+    mm: AccountId,
+    iid: InstrumentId,
+    size: int,
+    now: int,
 ) -> None:
     """``account`` buys ``size`` (sells if negative) of ``iid`` from ``mm`` at the mark
     (the index for a perp; Black-76 truncated to price units for an option)."""
