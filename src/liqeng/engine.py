@@ -157,7 +157,9 @@ class Engine:
                 for _, account in candidates:
                     if account == keeper:
                         continue  # a keeper cannot liquidate itself; another one must
-                    liquidations.append(self.liquidate(account, keeper, now, f"liq:{now}:{account}"))
+                    liquidations.append(
+                        self.liquidate(account, keeper, now, f"liq:{now}:{account}")
+                    )
         return StepReport(
             now, prices, tuple(rejected), tuple(liquidations), tuple(a for _, a in candidates)
         )

@@ -11,8 +11,8 @@ Floats stop here: ``liqeng.risk`` turns a mark into integer base units exactly
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 import numpy as np
 
