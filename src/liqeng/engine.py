@@ -139,7 +139,7 @@ class Engine:
         with self.ledger.batch():
             self.index_prices = prices
             self.ledger.record(
-                f"index:{now}",
+                f"index:{now}:{self.ledger.seq + 1}",
                 "oracle.index",
                 {"prices": {u: str(p) for u, p in sorted(prices.items())}},
             )
