@@ -54,6 +54,7 @@ def make_engine(tmp_path: Path, fund_usd: int = 10_000) -> tuple[Engine, SimCloc
     engine = Engine(
         led,
         MedianOracle(SOURCES, ["ETH"], 3600, 3),
+        clock=clock,
         quote=USDC,
         instruments={PERP.id: PERP, PUT.id: PUT},
         margin=MarginParams(),
@@ -86,10 +87,10 @@ def alice_goes_long(engine: Engine, eth: int, at_usd: int) -> None:
 
 def test_liquidation_numbers(tmp_path: Path) -> None:
     engine, clock = make_engine(tmp_path)
-    engine.step(0, reports(0, 2000, 2000, 2000, 2000, 2000))
+    engine.step(reports(0, 2000, 2000, 2000, 2000, 2000))
     alice_goes_long(engine, 5, 2000)
     clock.set(60)
-    step = engine.step(60, reports(60, 1850, 1850, 1850, 1850, 1850), keeper=KEEPER)
+    step = engine.step(reports(60, 1850, 1850, 1850, 1850, 1850), keeper=KEEPER)
     # equity = 1000 + 5 * (1850 - 2000) = 250; maintenance = 5% * 5 * 1850 = 462.5 -> liquidated
     assert [liq.account for liq in step.liquidations] == [ALICE]
     plan = step.liquidations[0].plan
@@ -111,10 +112,10 @@ def test_liquidation_numbers(tmp_path: Path) -> None:
 
 def test_bad_debt_is_drawn_from_the_insurance_fund_then_booked(tmp_path: Path) -> None:
     engine, clock = make_engine(tmp_path, fund_usd=200)
-    engine.step(0, reports(0, 2000, 2000, 2000, 2000, 2000))
+    engine.step(reports(0, 2000, 2000, 2000, 2000, 2000))
     alice_goes_long(engine, 5, 2000)
     clock.set(60)
-    step = engine.step(60, reports(60, 1700, 1700, 1700, 1700, 1700), keeper=KEEPER)
+    step = engine.step(reports(60, 1700, 1700, 1700, 1700, 1700), keeper=KEEPER)
     plan = step.liquidations[0].plan
     # equity = 1000 + 5 * (1700 - 2000) = -500: no fee, 500 of bad debt;
     # the fund holds 200 -> covers 200, 300 booked against the bad-debt account
@@ -132,33 +133,33 @@ def test_bad_debt_is_drawn_from_the_insurance_fund_then_booked(tmp_path: Path) -
 
 def test_a_single_lying_source_triggers_nothing(tmp_path: Path) -> None:
     engine, clock = make_engine(tmp_path)
-    engine.step(0, reports(0, 2000, 2000, 2000, 2000, 2000))
+    engine.step(reports(0, 2000, 2000, 2000, 2000, 2000))
     alice_goes_long(engine, 5, 2000)
     clock.set(60)
     # one source prints 1000 (a 50% crash); the median of the five stays 2000
-    step = engine.step(60, reports(60, 2000, 1000, 2001, 1999, 2000), keeper=KEEPER)
+    step = engine.step(reports(60, 2000, 1000, 2001, 1999, 2000), keeper=KEEPER)
     assert step.index_prices["ETH"] == 2000 * USD
     assert step.liquidations == () and engine.ledger.positions_of(ALICE)
 
 
 def test_keeper_request_is_rechecked_at_the_current_price(tmp_path: Path) -> None:
     engine, clock = make_engine(tmp_path)
-    engine.step(0, reports(0, 2000, 2000, 2000, 2000, 2000))
+    engine.step(reports(0, 2000, 2000, 2000, 2000, 2000))
     alice_goes_long(engine, 5, 2000)
     clock.set(60)
-    engine.step(60, reports(60, 1850, 1850, 1850, 1850, 1850))  # no keeper this step
+    engine.step(reports(60, 1850, 1850, 1850, 1850, 1850))  # no keeper this step
     clock.set(120)
-    engine.step(120, reports(120, 1990, 1990, 1990, 1990, 1990))  # price recovered
+    engine.step(reports(120, 1990, 1990, 1990, 1990, 1990))  # price recovered
     before = engine.ledger.state_digest()
     # the keeper saw 1850; at execution the index is 1990 and alice is healthy
     with pytest.raises(Refused, match="liquidation/not-liquidatable"):
-        engine.liquidate(ALICE, KEEPER, 120, "late-keeper")
+        engine.liquidate(ALICE, KEEPER, "late-keeper")
     assert engine.ledger.state_digest() == before
 
 
 def test_short_put_account_is_liquidated_in_a_crash(tmp_path: Path) -> None:
     engine, clock = make_engine(tmp_path)
-    engine.step(0, reports(0, 2000, 2000, 2000, 2000, 2000))
+    engine.step(reports(0, 2000, 2000, 2000, 2000, 2000))
     # alice writes 5 puts struck at 1500 for a 10 USD premium each: maintenance
     # 5 * max(10% * 2000 - 500 OTM, 5% * 2000) = 500 < equity 1050 - 5 * mark(~19.8)
     f = fill(
@@ -175,9 +176,9 @@ def test_short_put_account_is_liquidated_in_a_crash(tmp_path: Path) -> None:
         settlement=SYS.settlement,
     )
     engine.ledger.apply(Transaction("sell-puts", "trade", f.postings, f.position_changes))
-    assert engine.risk(ALICE, 0).is_liquidatable is False
+    assert engine.risk(ALICE).is_liquidatable is False
     clock.set(3600)
-    step = engine.step(3600, reports(3600, 1400, 1400, 1400, 1400, 1400), keeper=KEEPER)
+    step = engine.step(reports(3600, 1400, 1400, 1400, 1400, 1400), keeper=KEEPER)
     assert [liq.account for liq in step.liquidations] == [ALICE]
     # the keeper took the short puts and was paid their mark to carry them
     assert engine.ledger.position(KEEPER, PUT.id).size == -5 * ETH  # type: ignore[union-attr]

@@ -63,8 +63,9 @@ def test_perp_fill_pays_pnl_through_settlement() -> None:
     }
 
 
-def test_option_fill_pays_the_premium_rounded_up() -> None:
-    # 0.333333 ETH of puts at 10.000001 USD: 333333 * 10000001 / 1e6 = 3333330.333.. -> 3333331
+def test_option_premium_rounds_against_both_sides() -> None:
+    # 0.333333 ETH of puts at 10.000001 USD: 333333 * 10000001 / 1e6 = 3333330.333..:
+    # the buyer pays 3333331, the seller receives 3333330, the unit of dust stays cleared
     f = fill(
         buyer=B,
         seller=A,
@@ -78,7 +79,11 @@ def test_option_fill_pays_the_premium_rounded_up() -> None:
         seller_position=None,
         settlement=S,
     )
-    assert {(p.account, p.amount.units) for p in f.postings} == {(B, -3_333_331), (A, 3_333_331)}
+    assert {(p.account, p.amount.units) for p in f.postings} == {
+        (B, -3_333_331),
+        (A, 3_333_330),
+        (S, 1),
+    }
 
 
 @given(

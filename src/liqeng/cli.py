@@ -13,11 +13,12 @@ from rich.table import Table
 
 from liqeng import __version__
 from liqeng.clock import SimClock
-from liqeng.errors import LiqengError
+from liqeng.errors import InvalidArgument, LiqengError
 from liqeng.ledger.core import Ledger
 from liqeng.ledger.sqlite import SqliteStorage
 from liqeng.sim.runner import RunSummary, run
 from liqeng.sim.scenario import load_scenario
+from liqeng.units import EXACT
 
 app = typer.Typer(
     add_completion=False,
@@ -30,7 +31,7 @@ console = Console()
 
 
 def _money(units: int, decimals: int) -> str:
-    return f"{Decimal(units).scaleb(-decimals):,.2f}"
+    return f"{Decimal(units).scaleb(-decimals, context=EXACT):,.2f}"
 
 
 def _summary_table(s: RunSummary) -> Table:
@@ -115,9 +116,12 @@ def log_verify(
         console.print(f"[red]error:[/red] db={str(db)!r} is not a file")
         raise typer.Exit(2)
     try:
-        storage = SqliteStorage(db)
+        storage = SqliteStorage(db, readonly=True)
         ledger = Ledger(storage, SimClock(0))
         ledger.check_invariants()
+    except InvalidArgument as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
     except LiqengError as exc:
         console.print(f"[red]broken:[/red] {exc}")
         raise typer.Exit(1) from None

@@ -1,19 +1,23 @@
 """One engine step: oracle -> risk -> liquidation -> ledger -> events.
 
-``Engine.step(now, reports)`` accepts source reports, aggregates the index prices,
+``Engine.step(reports, keeper)`` accepts source reports, aggregates the index prices,
 records them in the log, re-margins every account holding positions with the exact
 integer path, and liquidates the liquidatable ones in ``(health, account_id)`` order,
 all inside one ledger batch (one durable database transaction). ``Engine.liquidate`` is
-the same path a keeper's request takes: eligibility is re-checked against the oracle
-price current at execution, never the price the keeper saw. The engine reads no clock
-and no random generator: ``now`` and the reports come from the driver.
+the same path a keeper's request takes: eligibility is re-checked against the index
+price current at execution (refused when older than the oracle's ``max_age_s``), never
+the price the keeper saw, at the time of the driver's clock, never a time the caller
+names. The engine reads no wall clock and no random generator: the clock it shares with
+the ledger and the reports come from the driver.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from fractions import Fraction
 
+from liqeng.clock import Clock
 from liqeng.errors import InvalidArgument, LiqengError, Refused
 from liqeng.ids import AccountId, InstrumentId, TxId, tx_id
 from liqeng.ledger.core import Ledger
@@ -29,19 +33,25 @@ __all__ = ["Engine", "Liquidation", "StepReport"]
 
 @dataclass(frozen=True, slots=True)
 class Liquidation:
+    """A committed liquidation: ``created`` is False when it answers a retried id."""
+
     account: AccountId
     seq: int
-    health: str
+    created: bool
     plan: LiquidationPlan
 
 
 @dataclass(frozen=True, slots=True)
 class StepReport:
+    """What one step did. ``refused`` pairs an account with the refusal code of its
+    liquidation (e.g. the keeper could not pay for what it would take); the step goes on."""
+
     now: int
     index_prices: Mapping[str, int]
     rejected_reports: tuple[str, ...] = ()
     liquidations: tuple[Liquidation, ...] = ()
-    underwater: tuple[AccountId, ...] = field(default=())
+    underwater: tuple[AccountId, ...] = ()
+    refused: tuple[tuple[AccountId, str], ...] = ()
 
 
 class Engine:
@@ -52,6 +62,7 @@ class Engine:
         ledger: Ledger,
         oracle: MedianOracle,
         *,
+        clock: Clock,
         quote: Asset,
         instruments: Mapping[InstrumentId, Instrument],
         margin: MarginParams,
@@ -60,28 +71,35 @@ class Engine:
     ) -> None:
         self.ledger = ledger
         self.oracle = oracle
+        self.clock = clock
         self.quote = quote
         self.instruments = dict(instruments)
         self.margin = margin
         self.mechanism = mechanism
         self.system = system
         self.index_prices: dict[str, int] = {}
+        self.prices_ts: int | None = None
 
     def risk(
         self,
         account: AccountId,
-        now: int,
         positions: Mapping[InstrumentId, Position] | None = None,
     ) -> AccountRisk:
-        """The exact risk of ``account`` at the current index prices."""
+        """The exact risk of ``account`` at the current index prices and clock."""
         return account_risk(
             self.ledger.balance_units(account, self.quote.id),
             self.ledger.positions_of(account) if positions is None else positions,
             self.instruments,
             self.index_prices,
-            now,
+            self.clock.now(),
             self.margin,
         )
+
+    def _instrument(self, iid: InstrumentId) -> Instrument:
+        inst = self.instruments.get(iid)
+        if inst is None:
+            raise InvalidArgument(f"instrument={iid!r} is in the ledger but not in the engine")
+        return inst
 
     def _positions_by_account(self) -> dict[AccountId, dict[InstrumentId, Position]]:
         out: dict[AccountId, dict[InstrumentId, Position]] = {}
@@ -89,21 +107,40 @@ class Engine:
             out.setdefault(account, {})[iid] = pos
         return out
 
-    def liquidate(self, account: AccountId, keeper: AccountId, now: int, txid: str) -> Liquidation:
-        """Re-check ``account`` at the current price and liquidate it, or raise ``Refused``."""
+    def liquidate(self, account: AccountId, keeper: AccountId, txid: str) -> Liquidation:
+        """Re-check ``account`` now and liquidate it, or raise ``Refused`` changing nothing.
+
+        ``txid`` is the keeper's idempotency key: retrying a committed liquidation returns
+        it again (``created=False``) instead of trying a second one.
+        """
+        tx_id(txid)
+        done = self.ledger.committed(txid)
+        if done is not None:
+            receipt, tx = done
+            if tx.kind != "liquidation" or tx.memo.get("account") != account:
+                raise Refused(
+                    "ledger/exists-with-different-content",
+                    f"tx_id={txid!r} committed {tx.kind} at seq {receipt.seq}",
+                )
+            return Liquidation(account, receipt.seq, False, LiquidationPlan.from_transaction(tx))
         if self.ledger.accounts.get(account) is not AccountKind.USER:
             raise InvalidArgument(f"account={account!r} is not an open user account")
         if self.ledger.accounts.get(keeper) is not AccountKind.USER:
             raise InvalidArgument(f"keeper={keeper!r} is not an open user account")
+        now = self.clock.now()
         positions = self.ledger.positions_of(account)
         if not positions:
             raise Refused("liquidation/not-liquidatable", f"{account} holds no positions")
-        missing = {self.instruments[i].underlying for i in positions} - set(self.index_prices)
+        if self.prices_ts is None or now - self.prices_ts > self.oracle.max_age_s:
+            raise Refused(
+                "liquidation/stale-price",
+                f"index prices from ts={self.prices_ts} are too old at now={now}",
+            )
+        missing = {self._instrument(i).underlying for i in positions} - set(self.index_prices)
         if missing:
             raise Refused("liquidation/stale-price", f"no index price for {sorted(missing)}")
-        risk = self.risk(account, now, positions)
         ctx = LiquidationContext(
-            tx_id=TxId(tx_id(txid)),
+            tx_id=TxId(txid),
             now=now,
             account=account,
             keeper=keeper,
@@ -114,7 +151,7 @@ class Engine:
             instruments=self.instruments,
             index_prices=self.index_prices,
             margin=self.margin,
-            risk=risk,
+            risk=self.risk(account, positions),
             insurance_fund_balance=self.ledger.balance_units(
                 self.system.insurance_fund, self.quote.id
             ),
@@ -122,12 +159,15 @@ class Engine:
         )
         plan = self.mechanism.plan(ctx)
         receipt = self.ledger.apply(plan.transaction)
-        return Liquidation(account, receipt.seq, f"{float(risk.health):.6f}", plan)
+        return Liquidation(account, receipt.seq, receipt.created, plan)
 
-    def step(
-        self, now: int, reports: Iterable[PriceReport], keeper: AccountId | None = None
-    ) -> StepReport:
-        """Ingest, aggregate, re-margin and (with a ``keeper``) liquidate, atomically."""
+    def step(self, reports: Iterable[PriceReport], keeper: AccountId | None = None) -> StepReport:
+        """Ingest, aggregate, re-margin and (with a ``keeper``) liquidate, in one batch.
+
+        A refused liquidation is reported and skipped; any other failure rolls the whole
+        step back, index prices included.
+        """
+        now = self.clock.now()
         rejected: list[str] = []
         for report in reports:
             try:
@@ -136,30 +176,41 @@ class Engine:
                 rejected.append(str(exc))
         prices = {u: a.price for u, a in self.oracle.index_prices(now).items()}
         liquidations: list[Liquidation] = []
-        with self.ledger.batch():
-            self.index_prices = prices
-            self.ledger.record(
-                f"index:{now}:{self.ledger.seq + 1}",
-                "oracle.index",
-                {"prices": {u: str(p) for u, p in sorted(prices.items())}},
-            )
-            candidates: list[tuple[object, AccountId]] = []
-            for account, positions in self._positions_by_account().items():
-                if self.ledger.accounts[account] is not AccountKind.USER:
-                    continue
-                if any(self.instruments[i].underlying not in prices for i in positions):
-                    continue  # no liquidation without a fresh price
-                risk = self.risk(account, now, positions)
-                if risk.is_liquidatable:
-                    candidates.append((risk.health, account))
-            candidates.sort()
-            if keeper is not None:
-                for _, account in candidates:
-                    if account == keeper:
-                        continue  # a keeper cannot liquidate itself; another one must
-                    liquidations.append(
-                        self.liquidate(account, keeper, now, f"liq:{now}:{account}")
-                    )
+        refused: list[tuple[AccountId, str]] = []
+        previous = (self.index_prices, self.prices_ts)
+        self.index_prices, self.prices_ts = prices, now
+        try:
+            with self.ledger.batch():
+                self.ledger.record(
+                    f"index:{now}:{self.ledger.seq + 1}",
+                    "oracle.index",
+                    {"prices": {u: str(p) for u, p in sorted(prices.items())}},
+                )
+                candidates = self._liquidatable()
+                for account in candidates:
+                    if keeper is None or account == keeper:
+                        continue  # no keeper this step; a keeper cannot liquidate itself
+                    try:
+                        liquidations.append(self.liquidate(account, keeper, f"liq:{now}:{account}"))
+                    except Refused as exc:
+                        refused.append((account, exc.code))
+        except BaseException:
+            self.index_prices, self.prices_ts = previous
+            raise
         return StepReport(
-            now, prices, tuple(rejected), tuple(liquidations), tuple(a for _, a in candidates)
+            now, prices, tuple(rejected), tuple(liquidations), tuple(candidates), tuple(refused)
         )
+
+    def _liquidatable(self) -> list[AccountId]:
+        """User accounts with ``equity < maintenance_margin``, most unhealthy first; ties
+        by account id. Accounts missing a fresh price for any underlying are skipped."""
+        found: list[tuple[Fraction, AccountId]] = []
+        for account, positions in self._positions_by_account().items():
+            if self.ledger.accounts[account] is not AccountKind.USER:
+                continue
+            if any(self._instrument(i).underlying not in self.index_prices for i in positions):
+                continue
+            risk = self.risk(account, positions)
+            if risk.is_liquidatable:
+                found.append((risk.health, account))
+        return [account for _, account in sorted(found)]

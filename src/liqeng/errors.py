@@ -8,7 +8,7 @@ but cannot be applied to the current state; nothing changed when it is raised.
 
 from __future__ import annotations
 
-__all__ = ["InvalidArgument", "LiqengError", "Refused", "StorageCorrupt"]
+__all__ = ["InvalidArgument", "LiqengError", "Refused", "StorageConflict", "StorageCorrupt"]
 
 
 class LiqengError(Exception):
@@ -30,3 +30,7 @@ class Refused(LiqengError):
 
 class StorageCorrupt(LiqengError):
     """The durable log does not verify: a broken hash chain, a gap, or an unreadable row."""
+
+
+class StorageConflict(LiqengError):
+    """Another writer appended to the log first; this ledger's view is stale: reopen it."""

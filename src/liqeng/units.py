@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, Inexact, InvalidOperation, Rounded
 from fractions import Fraction
 
 from liqeng.errors import InvalidArgument
@@ -36,6 +36,7 @@ from liqeng.ids import AssetId, asset_id
 __all__ = [
     "AMOUNT_MAX",
     "DECIMALS_MAX",
+    "EXACT",
     "PRICE_MAX",
     "RATE_SCALE",
     "Amount",
@@ -51,6 +52,10 @@ AMOUNT_MAX = 2**127 - 1
 PRICE_MAX = 2**96
 DECIMALS_MAX = 36
 RATE_SCALE = 10**9
+
+EXACT = Context(prec=200, traps=[Inexact, Rounded, InvalidOperation])
+"""Decimal arithmetic in liqeng uses this context, never the ambient one: any rounding
+raises instead of silently changing a value."""
 
 
 def check_int(name: str, value: object, lo: int = -AMOUNT_MAX, hi: int = AMOUNT_MAX) -> int:
@@ -125,10 +130,10 @@ class Asset:
             d = Decimal(text)
         except InvalidOperation:
             raise InvalidArgument(f"amount text={text!r} is not a decimal number") from None
-        if not d.is_finite():
-            raise InvalidArgument(f"amount text={text!r} must be finite")
-        scaled = d.scaleb(self.decimals)
-        if scaled != scaled.to_integral_value():
+        if not d.is_finite() or len(d.as_tuple().digits) > 120:
+            raise InvalidArgument(f"amount text={text!r} must be finite and at most 120 digits")
+        scaled = d.scaleb(self.decimals, context=EXACT)
+        if scaled != scaled.to_integral_value(context=EXACT):
             raise InvalidArgument(
                 f"amount text={text!r} has more than {self.decimals} decimals for {self.id}"
             )
@@ -143,6 +148,8 @@ class Amount:
     asset: Asset
 
     def __post_init__(self) -> None:
+        if not isinstance(self.asset, Asset):
+            raise InvalidArgument(f"asset={self.asset!r} of an amount must be an Asset")
         check_int(f"amount of {self.asset.id}", self.units)
 
     def _same(self, other: Amount, op: str) -> None:
@@ -185,7 +192,7 @@ class Amount:
 
     def to_decimal(self) -> Decimal:
         """Exact decimal value in whole tokens (for display; never for arithmetic)."""
-        return Decimal(self.units).scaleb(-self.asset.decimals)
+        return Decimal(self.units).scaleb(-self.asset.decimals, context=EXACT)
 
     def __str__(self) -> str:
         return f"{self.to_decimal():f} {self.asset.id}"

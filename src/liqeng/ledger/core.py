@@ -27,27 +27,30 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from liqeng.clock import Clock
 from liqeng.errors import InvalidArgument, Refused, StorageCorrupt
 from liqeng.ids import AccountId, AssetId, InstrumentId, TxId, tx_id
-from liqeng.ledger.events import GENESIS, Event, canonical, chain_hash, decode
+from liqeng.ledger.events import GENESIS, Event, EventRow, canonical, chain_hash, decode
 from liqeng.ledger.model import (
     AccountKind,
     AccountSpec,
     InstrumentSpec,
     Position,
+    PositionChange,
+    Posting,
     Transaction,
 )
 from liqeng.ledger.storage import Refusal, Snapshot, Storage
-from liqeng.units import AMOUNT_MAX, Amount, Asset
+from liqeng.units import AMOUNT_MAX, Amount, Asset, check_int
 
 __all__ = ["Ledger", "Receipt"]
 
 _ASSET, _ACCOUNT, _INSTRUMENT = "ledger.asset", "ledger.account", "ledger.instrument"
+_SNAPSHOT = "ledger.snapshot"
 _MISSING = object()
 
 BalanceKey = tuple[AccountId, AssetId]
@@ -80,6 +83,8 @@ class Ledger:
         self.instruments: dict[InstrumentId, InstrumentSpec] = {}
         self._balances: dict[BalanceKey, int] = {}
         self._positions: dict[PositionKey, Position] = {}
+        self._by_account: dict[AccountId, dict[InstrumentId, Position]] = {}
+        self._snapshot_due = False
         self._seq = 0
         self._ts = 0
         self._hash = GENESIS
@@ -114,7 +119,24 @@ class Ledger:
         return self._positions.get((account, instrument))
 
     def positions_of(self, account: AccountId) -> dict[InstrumentId, Position]:
-        return {i: p for (a, i), p in self._positions.items() if a == account}
+        return dict(self._by_account.get(account, {}))
+
+    def committed(self, txid: str) -> tuple[Receipt, Transaction] | None:
+        """The receipt and the transaction that committed ``txid``, read back from the log;
+        ``None`` if no transaction (registrations excluded) committed under that id."""
+        ev = self._find(tx_id(txid))
+        if ev is None or ev.kind.startswith("ledger."):
+            return None
+        body = decode(ev.body)
+        postings = tuple(
+            Posting(AccountId(a), Amount(int(u), self.assets[AssetId(s)])) for a, s, u in body["p"]
+        )
+        changes = tuple(
+            PositionChange(AccountId(a), InstrumentId(i), int(d), int(e))
+            for a, i, d, e in body["q"]
+        )
+        tx = Transaction(ev.tx_id, ev.kind, postings, changes, body["memo"])
+        return Receipt(TxId(ev.tx_id), ev.seq, ev.ts, ev.hash, False), tx
 
     def balances(self) -> dict[BalanceKey, int]:
         return dict(self._balances)
@@ -171,33 +193,54 @@ class Ledger:
         """Group transactions into one durable database transaction, all or nothing.
 
         An exception escaping the block (or from the storage) rolls every transaction of
-        the batch back; a ``Refused`` caught inside the block only drops that one.
+        the block back; a ``Refused`` caught inside the block only drops that one. A nested
+        batch is a savepoint: its exception undoes the nested block only, and the outermost
+        batch alone writes to storage. Ids refused inside a batch that rolls back stay
+        refused (they are written on their own, best effort).
         """
-        if self._undo is not None:
-            yield  # nested: the outer batch owns durability
-            return
-        self._undo = []
-        saved = (self._seq, self._ts, self._hash)
+        outer = self._undo is None
+        if self._undo is None:
+            self._undo = []
+        mark = (len(self._undo), len(self._pending), self._seq, self._ts, self._hash)
         try:
             yield
-            snapshot = self._maybe_snapshot()
-            if self._pending or self._pending_refusals:
-                self._storage.append(self._pending, self._pending_refusals, snapshot)
-            if snapshot is not None:
-                self._snapshot_seq = snapshot.seq
+            if outer:
+                self._flush()
         except BaseException:
-            for table, key, old in reversed(self._undo):
-                if old is _MISSING:
-                    table.pop(key, None)
-                else:
-                    table[key] = old
-            self._seq, self._ts, self._hash = saved
+            self._rollback(mark)
+            if outer and self._pending_refusals:
+                with suppress(Exception):  # the original error is what the caller must see
+                    self._storage.append((), self._pending_refusals, None)
             raise
         finally:
-            self._undo = None
-            self._pending = []
-            self._pending_refusals = []
-            self._pending_ids = {}
+            if outer:
+                self._undo = None
+                self._pending = []
+                self._pending_refusals = []
+                self._pending_ids = {}
+
+    def _flush(self) -> None:
+        snapshot = None
+        if self._snapshot_due or self._seq - self._snapshot_seq >= self._snapshot_every:
+            snapshot = self._snapshot_event()
+        if self._pending or self._pending_refusals:
+            self._storage.append(self._pending, self._pending_refusals, snapshot)
+        if snapshot is not None:
+            self._snapshot_seq = snapshot.seq
+        self._snapshot_due = False
+
+    def _rollback(self, mark: tuple[int, int, int, int, bytes]) -> None:
+        undo_len, pending_len, self._seq, self._ts, self._hash = mark
+        assert self._undo is not None
+        while len(self._undo) > undo_len:
+            table, key, old = self._undo.pop()
+            if old is _MISSING:
+                table.pop(key, None)
+            else:
+                table[key] = old
+        for ev in self._pending[pending_len:]:
+            del self._pending_ids[ev.tx_id]
+        del self._pending[pending_len:]
 
     # --------------------------------------------------------------- internals
 
@@ -231,7 +274,7 @@ class Ledger:
             raise Refused(
                 "ledger/id-already-failed", f"tx_id={txid!r} was refused with {refused.code}"
             )
-        now = self._clock.now()
+        now = check_int("clock now", self._clock.now(), 0, 2**62)
         if now < self._ts:
             raise InvalidArgument(f"clock now={now} is before the last event ts={self._ts}")
         mutate = self._plan(kind, body, tx, txid, digest)
@@ -275,6 +318,8 @@ class Ledger:
             return self._plan_account(body)
         if kind == _INSTRUMENT:
             return self._plan_instrument(body)
+        if kind == _SNAPSHOT:
+            return lambda: None
         assert tx is not None
         return self._plan_tx(tx, txid, digest)
 
@@ -360,11 +405,16 @@ class Ledger:
             for k, v in new_balances.items():
                 self._set(self._balances, k, v)
             for k2, pos in new_positions.items():
-                if pos is _MISSING and k2 not in self._positions:
-                    continue
-                self._set(self._positions, k2, pos)
+                self._put_position(k2, pos)
 
         return mutate
+
+    def _put_position(self, key: PositionKey, pos: Position | object) -> None:
+        """Set (or with ``_MISSING`` remove) a position in both maps, undoably."""
+        if pos is _MISSING and key not in self._positions:
+            return
+        self._set(self._positions, key, pos)
+        self._set(self._by_account.setdefault(key[0], {}), key[1], pos)
 
     # ------------------------------------------------------- snapshot & replay
 
@@ -385,17 +435,22 @@ class Ledger:
         """sha256 of the canonical ledger state: equal digests, equal ledgers."""
         return hashlib.sha256(canonical(self._state())).hexdigest()
 
-    def _maybe_snapshot(self) -> Snapshot | None:
-        if self._seq - self._snapshot_seq < self._snapshot_every:
-            return None
-        return Snapshot(self._seq, self._hash, canonical(self._state()))
+    def _snapshot_event(self) -> Snapshot:
+        """Chain a ``ledger.snapshot`` event carrying the sha256 of the state, so a
+        snapshot row cannot be edited without breaking what the chain says of it."""
+        state = canonical(self._state())
+        body = {"after_seq": self._seq, "state_sha256": hashlib.sha256(state).hexdigest()}
+        receipt = self._commit(f"snapshot:{self._seq + 1}", _SNAPSHOT, body)
+        return Snapshot(receipt.seq, receipt.hash, state)
 
     def snapshot(self) -> None:
         """Write a snapshot now (e.g. on a clean shutdown), so the next open is fast."""
+        if self._undo is not None:
+            raise InvalidArgument("snapshot() inside a batch: call it after the batch commits")
         if self._seq > self._snapshot_seq:
-            snap = Snapshot(self._seq, self._hash, canonical(self._state()))
-            self._storage.append((), (), snap)
-            self._snapshot_seq = snap.seq
+            self._snapshot_due = True
+            with self.batch():
+                pass
 
     def _restore(self, state: dict[str, Any]) -> None:
         for aid, dec in state["assets"]:
@@ -407,48 +462,59 @@ class Ledger:
         for acc, aid, units in state["balances"]:
             self._balances[(acc, aid)] = int(units)
         for acc, iid, size, entry in state["positions"]:
-            self._positions[(acc, iid)] = Position(int(size), int(entry))
+            self._put_position((acc, iid), Position(int(size), int(entry)))
 
     def _load(self) -> None:
-        """Verify the whole hash chain, restore the latest snapshot, replay the tail."""
+        """Verify the whole hash chain, restore the latest snapshot, replay the tail.
+
+        Every stored event is re-hashed from genesis as a plain row (one sha256 each, no
+        object, no JSON); the snapshot must match the ``ledger.snapshot`` event chained at
+        its seq (the sha256 of its state); only the tail after it is decoded and replayed.
+        The named invariants are checked on the result.
+        """
         snap = self._storage.latest_snapshot()
-        prev, expected, ts = GENESIS, 1, 0
-        tail: list[Event] = []
         snap_seq = snap.seq if snap else 0
-        for ev in self._storage.events():
-            if ev.seq != expected:
-                raise StorageCorrupt(f"event seq={ev.seq} where {expected} was expected (gap)")
-            if not ev.verify(prev):
-                raise StorageCorrupt(f"event seq={ev.seq} breaks the hash chain")
-            if ev.ts < ts:
-                raise StorageCorrupt(f"event seq={ev.seq} ts={ev.ts} goes back from {ts}")
-            if ev.seq == snap_seq and snap is not None and ev.hash != snap.hash:
-                raise StorageCorrupt(f"snapshot at seq={snap.seq} does not match the chain")
-            if ev.seq > snap_seq:
-                tail.append(ev)
-            prev, expected, ts = ev.hash, expected + 1, ev.ts
-        if snap is not None:
-            if snap_seq >= expected:
-                raise StorageCorrupt(f"snapshot at seq={snap_seq} is past the log end")
-            self._restore(decode(snap.state))
-            self._snapshot_seq = snap_seq
-        self._seq, self._ts, self._hash = expected - 1, ts, prev
+        sha256 = hashlib.sha256
+        prev, expected, ts = GENESIS, 1, 0
+        tail: list[EventRow] = []
+        for row in self._storage.event_rows():
+            seq, row_ts, kind, txid, body, prev_hash, h = row
+            if (
+                seq != expected
+                or prev_hash != prev
+                or sha256(prev + f"{seq}|{row_ts}|{kind}|{txid}|".encode() + body).digest() != h
+                or row_ts < ts
+            ):
+                _corrupt(Event(*row), prev, expected)
+            if seq > snap_seq:
+                tail.append(row)
+            elif seq == snap_seq:
+                _check_snapshot(snap, kind, body)
+            prev, expected, ts = h, expected + 1, row_ts
         self._undo = []
         try:
-            for ev in tail:
-                self._replay(ev)
+            if snap is not None:
+                if snap_seq >= expected:
+                    raise StorageCorrupt(f"snapshot at seq={snap_seq} is past the log end")
+                self._restore(decode(snap.state))
+                self._snapshot_seq = snap_seq
+            for row in tail:
+                self._replay(row[2], row[4])
         finally:
             self._undo = None
+        self._seq, self._ts, self._hash = expected - 1, ts, prev
+        self.check_invariants()
 
-    def _replay(self, ev: Event) -> None:
-        body = decode(ev.body)
-        if ev.kind == _ASSET:
+    def _replay(self, kind: str, raw: bytes) -> None:
+        """Apply one verified event (its ``kind`` and canonical ``body``) to the state."""
+        body = decode(raw)
+        if kind == _ASSET:
             self._plan_asset(body)()
-        elif ev.kind == _ACCOUNT:
+        elif kind == _ACCOUNT:
             self._plan_account(body)()
-        elif ev.kind == _INSTRUMENT:
+        elif kind == _INSTRUMENT:
             self._plan_instrument(body)()
-        else:
+        elif kind != _SNAPSHOT:
             for acc, aid, units in body["p"]:
                 key = (acc, aid)
                 self._balances[key] = self._balances.get(key, 0) + int(units)
@@ -456,10 +522,7 @@ class Ledger:
                 k2 = (acc, iid)
                 old = self._positions.get(k2)
                 size = (old.size if old else 0) + int(delta)
-                if size:
-                    self._positions[k2] = Position(size, int(entry))
-                else:
-                    self._positions.pop(k2, None)
+                self._put_position(k2, Position(size, int(entry)) if size else _MISSING)
 
     # -------------------------------------------------------------- invariants
 
@@ -481,3 +544,21 @@ class Ledger:
         for instrument, total in net.items():
             if self.instruments[instrument].net_zero and total != 0:
                 raise StorageCorrupt(f"ledger/positions-not-net-zero: {instrument} {total}")
+
+
+def _corrupt(ev: Event, prev: bytes, expected: int) -> NoReturn:
+    """Name the first rule a stored event breaks (the slow path of ``_load``)."""
+    if ev.seq != expected:
+        raise StorageCorrupt(f"event seq={ev.seq} where {expected} was expected (gap)")
+    if not ev.verify(prev):
+        raise StorageCorrupt(f"event seq={ev.seq} breaks the hash chain")
+    raise StorageCorrupt(f"event seq={ev.seq} ts={ev.ts} goes back in time")
+
+
+def _check_snapshot(snap: Snapshot | None, kind: str, body: bytes) -> None:
+    assert snap is not None
+    digest = hashlib.sha256(snap.state).hexdigest()
+    if kind != _SNAPSHOT or decode(body).get("state_sha256") != digest:
+        raise StorageCorrupt(
+            f"snapshot at seq={snap.seq} does not match the digest chained at that seq"
+        )

@@ -4,6 +4,9 @@
 ``hash_0 = 32 zero bytes``. ``body`` is canonical JSON (sorted keys, no spaces, ASCII,
 amounts as decimal strings), so the bytes hashed are the bytes stored and replayed.
 Editing, dropping or reordering any stored event breaks every later hash.
+
+Storage hands events over as ``EventRow`` tuples in ``Event`` field order, so opening a
+ledger re-hashes a million events without building an object per row.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 from liqeng.errors import InvalidArgument
 
-__all__ = ["GENESIS", "Event", "canonical", "chain_hash", "decode"]
+__all__ = ["GENESIS", "Event", "EventRow", "canonical", "chain_hash", "decode"]
 
 GENESIS = bytes(32)
 
@@ -60,3 +63,7 @@ class Event:
         return self.prev_hash == prev and self.hash == chain_hash(
             prev, self.seq, self.ts, self.kind, self.tx_id, self.body
         )
+
+
+EventRow = tuple[int, int, str, str, bytes, bytes, bytes]
+"""``(seq, ts, kind, tx_id, body, prev_hash, hash)``: an ``Event``'s fields, in order."""

@@ -144,6 +144,14 @@ class Transaction:
         tx_id(self.id)
         if not isinstance(self.kind, str) or not self.kind or len(self.kind) > 64:
             raise InvalidArgument(f"transaction kind={self.kind!r} must be a short str")
-        for name in ("postings", "position_changes"):
-            if not isinstance(getattr(self, name), tuple):
-                raise InvalidArgument(f"{name} of {self.id} must be a tuple")
+        for name, kind in (("postings", Posting), ("position_changes", PositionChange)):
+            items = getattr(self, name)
+            if not isinstance(items, tuple):
+                raise InvalidArgument(f"{name} of {self.id} must be a tuple, not {items!r}")
+            for item in items:
+                if not isinstance(item, kind):
+                    raise InvalidArgument(
+                        f"{name} of {self.id} holds {item!r}, not a {kind.__name__}"
+                    )
+        if not isinstance(self.memo, Mapping):
+            raise InvalidArgument(f"memo={self.memo!r} of {self.id} must be a mapping")

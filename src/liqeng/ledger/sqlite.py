@@ -15,11 +15,11 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from liqeng.errors import InvalidArgument, StorageCorrupt
-from liqeng.ledger.events import Event
+from liqeng.errors import InvalidArgument, StorageConflict, StorageCorrupt
+from liqeng.ledger.events import Event, EventRow
 from liqeng.ledger.storage import Refusal, Snapshot
 
-__all__ = ["SqliteStorage"]
+__all__ = ["SqliteStorage", "is_liqeng_db"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS refusals (
     code   TEXT NOT NULL,
     digest BLOB NOT NULL CHECK (length(digest) = 32)
 ) STRICT;
+CREATE TRIGGER IF NOT EXISTS snapshots_append_only BEFORE UPDATE ON snapshots
+BEGIN SELECT RAISE(ABORT, 'snapshots are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS events_append_only_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS events_append_only_delete BEFORE DELETE ON events
@@ -65,32 +67,62 @@ CREATE VIEW IF NOT EXISTS position_changes AS
 _COLUMNS = "seq, ts, kind, tx_id, body, prev_hash, hash"
 
 
-class SqliteStorage:
-    """Durable storage in one SQLite file (``":memory:"`` for throwaway tests)."""
+def is_liqeng_db(path: str | Path) -> bool:
+    """True if ``path`` is a SQLite file holding liqeng's ``events`` table (read-only check)."""
+    try:
+        con = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+        try:
+            cols = [r[1] for r in con.execute("PRAGMA table_info(events)")]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
+    return cols == _COLUMNS.split(", ")
 
-    def __init__(self, path: str | Path, busy_timeout_ms: int = 5000) -> None:
+
+class SqliteStorage:
+    """Durable storage in one SQLite file (``":memory:"`` for throwaway tests).
+
+    ``readonly=True`` opens an existing liqeng database without writing to it (what
+    ``liqeng log verify`` does); ``append`` then raises.
+    """
+
+    def __init__(
+        self, path: str | Path, busy_timeout_ms: int = 5000, readonly: bool = False
+    ) -> None:
         self.path = str(path)
         if self.path != ":memory:" and not Path(self.path).parent.exists():
             raise InvalidArgument(f"database path={self.path!r}: its directory does not exist")
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if readonly and not is_liqeng_db(self.path):
+            raise InvalidArgument(f"database path={self.path!r} is not a liqeng database")
+        try:
+            self._db = self._connect(busy_timeout_ms, readonly)
+        except sqlite3.DatabaseError as exc:
+            raise StorageCorrupt(f"{self.path}: cannot open as SQLite: {exc}") from None
+
+    def _connect(self, busy_timeout_ms: int, readonly: bool) -> sqlite3.Connection:
+        if readonly:
+            uri = f"file:{Path(self.path)}?mode=ro"
+            return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if self.path != ":memory:" and mode != "wal":
             raise StorageCorrupt(f"{self.path}: journal_mode is {mode!r}, WAL was required")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        sync = self._db.execute("PRAGMA synchronous").fetchone()[0]
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        sync = db.execute("PRAGMA synchronous").fetchone()[0]
         if sync != 2:
             raise StorageCorrupt(f"{self.path}: PRAGMA synchronous={sync}, FULL (2) required")
-        self._db.executescript(SCHEMA)
+        db.executescript(SCHEMA)
+        return db
 
-    def events(self, after_seq: int = 0) -> Iterator[Event]:
+    def event_rows(self, after_seq: int = 0) -> Iterator[EventRow]:
         cur = self._db.execute(
             f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq", (after_seq,)
         )
         while rows := cur.fetchmany(4096):
-            for row in rows:
-                yield Event(*row)
+            yield from rows
 
     def latest_snapshot(self) -> Snapshot | None:
         row = self._db.execute(
@@ -99,9 +131,8 @@ class SqliteStorage:
         return Snapshot(*row) if row else None
 
     def find_event(self, tx_id: str) -> Event | None:
-        row = self._db.execute(
-            f"SELECT {_COLUMNS} FROM events WHERE tx_id = ?", (tx_id,)
-        ).fetchone()
+        sql = f"SELECT {_COLUMNS} FROM events WHERE tx_id = ?"
+        row = self._db.execute(sql, (tx_id,)).fetchone()
         return Event(*row) if row else None
 
     def find_refusal(self, tx_id: str) -> Refusal | None:
@@ -133,6 +164,11 @@ class SqliteStorage:
                     (snapshot.seq, snapshot.hash, snapshot.state),
                 )
             db.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            db.execute("ROLLBACK")
+            raise StorageConflict(
+                f"{self.path}: another writer committed first ({exc}); reopen the ledger"
+            ) from None
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")

@@ -4,7 +4,7 @@ A backend stores three things, all in one database so one database transaction c
 them: the event log (append-only, ``seq`` unique and gap-free), snapshots of the ledger
 state, and refused transaction ids (so a retry cannot turn an old refusal into a success).
 ``append`` is atomic and durable when it returns; concurrent writers are serialised by the
-unique ``seq``: the loser's ``append`` raises and it must reload.
+unique ``seq``: the loser's ``append`` raises ``StorageConflict`` and must reopen.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from liqeng.ledger.events import Event
+from liqeng.ledger.events import Event, EventRow
 
 __all__ = ["Refusal", "Snapshot", "Storage"]
 
@@ -35,8 +35,8 @@ class Refusal:
 
 
 class Storage(Protocol):
-    def events(self, after_seq: int = 0) -> Iterator[Event]:
-        """Committed events with ``seq > after_seq`` in ascending order."""
+    def event_rows(self, after_seq: int = 0) -> Iterator[EventRow]:
+        """Committed events with ``seq > after_seq`` in ascending order, as tuples."""
         ...
 
     def latest_snapshot(self) -> Snapshot | None: ...

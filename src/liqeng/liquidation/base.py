@@ -65,6 +65,26 @@ class LiquidationPlan:
     bad_debt_covered: int
     bad_debt_uncovered: int
 
+    @staticmethod
+    def from_transaction(tx: Transaction) -> LiquidationPlan:
+        """The plan a committed liquidation carried, read back from its memo."""
+        m = tx.memo
+        return LiquidationPlan(
+            tx,
+            *(int(m[k]) for k in _FIGURES),
+        )
+
+
+_FIGURES = (
+    "notional",
+    "seized",
+    "penalty",
+    "keeper_reward",
+    "insurance_fee",
+    "bad_debt_covered",
+    "bad_debt_uncovered",
+)
+
 
 class Mechanism(Protocol):
     @property

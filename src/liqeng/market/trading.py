@@ -3,8 +3,9 @@
 A fill moves ``size`` base units of an instrument from ``seller`` to ``buyer`` at
 ``price`` (price units: quote base units per whole token; ``sd`` = size decimals).
 
-- **Premium style** (options): the buyer pays ``ceil(size * price / 10**sd)`` to the
-  seller at once; a position's value is then ``size * mark``.
+- **Premium style** (options): the buyer pays ``ceil(size * price / 10**sd)``, the
+  seller receives ``floor(...)``, and the rounding dust (0 or 1 unit) stays with the
+  settlement account; a position's value is then ``size * mark``.
 - **Futures style** (perpetuals, futures): no cash moves on opening; each side's entry
   price becomes the size-weighted average (rounded against the holder: up for longs, down
   for shorts). Reducing realises ``pnl = floor(closed * (price - entry) / 10**sd)`` for
@@ -84,6 +85,7 @@ def fill(
             postings += [Posting(account, quote.units(pnl)), Posting(settlement, quote.units(-pnl))]
     if premium:
         paid = mul_div_up(size, price, 10**sd)
-        if paid:
-            postings += [Posting(buyer, quote.units(-paid)), Posting(seller, quote.units(paid))]
+        received = mul_div_down(size, price, 10**sd)
+        moves = ((buyer, -paid), (seller, received), (settlement, paid - received))
+        postings += [Posting(a, quote.units(u)) for a, u in moves if u]
     return Fill(tuple(postings), tuple(changes))

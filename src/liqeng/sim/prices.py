@@ -13,12 +13,13 @@ import csv
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from pathlib import Path
 
 from liqeng.errors import InvalidArgument
 from liqeng.oracle.median import PriceReport
+from liqeng.units import EXACT
 
 __all__ = ["Candle", "read_candles", "source_name", "ticks"]
 
@@ -47,7 +48,15 @@ def _units(text: str, decimals: int, where: str) -> int:
         raise InvalidArgument(f"{where}: price={text!r} is not a decimal number") from None
     if not d.is_finite() or d <= 0:
         raise InvalidArgument(f"{where}: price={text!r} must be finite and positive")
-    return int(d.scaleb(decimals).to_integral_value(rounding=ROUND_FLOOR))
+    return int(d.scaleb(decimals, context=EXACT).to_integral_value(ROUND_FLOOR, EXACT))
+
+
+def _utc_seconds(text: str) -> int:
+    """ISO-8601 time to epoch seconds; a time without an offset is UTC, never local."""
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp())
 
 
 def read_candles(path: Path, decimals: int) -> list[Candle]:
@@ -57,7 +66,7 @@ def read_candles(path: Path, decimals: int) -> list[Candle]:
         for n, row in enumerate(csv.DictReader(fh), start=2):
             where = f"{path.name}:{n}"
             try:
-                ts = int(datetime.fromisoformat(row["ts"].replace("Z", "+00:00")).timestamp())
+                ts = _utc_seconds(row["ts"])
                 o, h, lo, c = (
                     _units(row[k], decimals, where) for k in ("open", "high", "low", "close")
                 )

@@ -20,7 +20,7 @@ from liqeng.errors import InvalidArgument
 from liqeng.ids import AccountId, InstrumentId, asset_id, instrument_id
 from liqeng.ledger.core import Ledger
 from liqeng.ledger.model import AccountKind, AccountSpec, Posting, Transaction
-from liqeng.ledger.sqlite import SqliteStorage
+from liqeng.ledger.sqlite import SqliteStorage, is_liqeng_db
 from liqeng.liquidation.base import SystemAccounts
 from liqeng.liquidation.fixed_fee import FixedFee
 from liqeng.market.instruments import EuropeanOption, Instrument, Perpetual
@@ -68,6 +68,13 @@ class RunSummary:
 
 
 def _fresh_db(path: Path) -> None:
+    """Remove a previous run's database, and only that: any other file is refused."""
+    if path.is_dir():
+        raise InvalidArgument(f"db path={str(path)!r} is a directory")
+    if path.exists() and not is_liqeng_db(path):
+        raise InvalidArgument(
+            f"db path={str(path)!r} exists and is not a liqeng database; not replacing it"
+        )
     for suffix in ("", "-wal", "-shm"):
         p = Path(str(path) + suffix)
         if p.exists():
@@ -80,8 +87,6 @@ def run(
     on_tick: Callable[[int, int, StepReport], None] | None = None,
 ) -> RunSummary:
     """Replay ``sc`` into a new ledger at ``db_path`` (replaced if it exists)."""
-    if db_path.is_dir():
-        raise InvalidArgument(f"db path={str(db_path)!r} is a directory")
     _fresh_db(db_path)
     quote = Asset(asset_id(sc.quote_asset), sc.quote_decimals)
     path = list(ticks(sc.price_files, sc.underlying, sc.quote_decimals, sc.ticks_per_candle))
@@ -111,13 +116,14 @@ def run(
     engine = Engine(
         ledger,
         oracle,
+        clock=clock,
         quote=quote,
         instruments=instruments,
         margin=margin,
         mechanism=FixedFee(sc.penalty_rate, sc.keeper_share),
         system=system,
     )
-    first = engine.step(first_ts, path[0][1])
+    first = engine.step(path[0][1])
     index0 = first.index_prices.get(sc.underlying)
     if index0 is None:
         raise InvalidArgument(f"{sc.path.name}: fewer than quorum={sc.quorum} sources at start")
@@ -146,7 +152,7 @@ def run(
     rejected, count, index_min, index_last = len(first.rejected_reports), 0, index0, index0
     for n, (ts, reports) in enumerate(path[1:], start=2):
         clock.set(ts)
-        step = engine.step(ts, reports, keeper=keeper)
+        step = engine.step(reports, keeper=keeper)
         if step.liquidations:
             with ledger.batch():
                 _unwind(engine, keeper, mm, ts)

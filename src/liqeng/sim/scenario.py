@@ -14,15 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from liqeng.errors import InvalidArgument
-from liqeng.units import RATE_SCALE
+from liqeng.sim.prices import source_name
+from liqeng.units import EXACT, RATE_SCALE
 
 __all__ = ["Scenario", "load_scenario", "rate"]
 
 
 def rate(value: float, name: str) -> int:
     """A TOML fraction (0.05) as parts per RATE_SCALE, via its shortest decimal text."""
-    d = Decimal(str(value)) * RATE_SCALE
-    if d != d.to_integral_value():
+    d = EXACT.multiply(Decimal(str(value)), RATE_SCALE)
+    if d != d.to_integral_value(context=EXACT):
         raise InvalidArgument(f"{name}={value} has more precision than 1e-9")
     return int(d)
 
@@ -116,12 +117,24 @@ def load_scenario(path: str | Path) -> Scenario:
     for f in price_files:
         if not f.is_file():
             raise InvalidArgument(f"{pr.where}: price file {str(f)!r} does not exist")
+    sources = [source_name(f) for f in price_files]
+    if len(set(sources)) != len(sources):
+        raise InvalidArgument(f"{pr.where}: two files name the same source: {sorted(sources)}")
     strikes = ins.get("option_strikes", list)
     if not strikes or not all(isinstance(s, (int, float)) and 0 < s < 10 for s in strikes):
         raise InvalidArgument(f"{ins.where}: option_strikes={strikes!r} must be fractions > 0")
     mechanism = lq.get("mechanism", str)
     if mechanism != "fixed-fee":
         raise InvalidArgument(f"{lq.where}: mechanism={mechanism!r}; available: 'fixed-fee'")
+    for lo, hi in (
+        ("collateral_min", "collateral_max"),
+        ("leverage_min", "leverage_max"),
+        ("put_size_min", "put_size_max"),
+    ):
+        if ac.get(lo, float) > ac.get(hi, float):
+            raise InvalidArgument(
+                f"{ac.where}: {lo}={ac.get(lo, float)} > {hi}={ac.get(hi, float)}"
+            )
     return Scenario(
         path=p,
         digest=hashlib.sha256(raw).hexdigest(),

@@ -1,0 +1,58 @@
+"""The ledger benchmark runs end to end (``--quick``) and writes every figure it promises.
+
+No timing is asserted beyond "positive": the machine running the tests may be busy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import liqeng
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "ledger_bench.py"
+SRC = Path(liqeng.__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_quick_benchmark_writes_its_figures(tmp_path: Path) -> None:
+    out = tmp_path / "ledger.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--json", str(out), "--tmpdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "postings/s" in proc.stdout
+    res = json.loads(out.read_text())
+
+    assert res["mode"] == "quick"
+    assert res["durability"] == {"journal_mode": "wal", "synchronous": "FULL"}
+    machine = res["machine"]
+    for key in ("python", "sqlite", "cpu_count", "date", "git_commit"):
+        assert machine[key], key
+    for name, per_commit in (("single", 1), ("batched", 1000)):
+        fig = res[name]
+        assert fig["tx_per_commit"] == per_commit
+        assert fig["transactions"] > 0
+        for key in ("seconds", "commits_per_s", "tx_per_s", "postings_per_s"):
+            assert fig[key] > 0, (name, key)
+        assert fig["postings_per_s"] == pytest.approx(2 * fig["tx_per_s"])
+    reopen = res["reopen"]
+    assert reopen["transactions"] == 20_000
+    assert reopen["events"] > reopen["transactions"]
+    assert 0 < reopen["tail_tx"] < reopen["transactions"]
+    for key in ("snapshot_at_end_s", "snapshot_then_tail_s"):
+        runs = reopen[key]
+        assert runs["median"] > 0 and runs["min"] > 0, key
+        assert len(runs["runs"]) == reopen["repeats"], key
+    assert reopen["build"]["tx_per_s"] > 0
