@@ -183,3 +183,78 @@ def test_short_put_account_is_liquidated_in_a_crash(tmp_path: Path) -> None:
     # the keeper took the short puts and was paid their mark to carry them
     assert engine.ledger.position(KEEPER, PUT.id).size == -5 * ETH  # type: ignore[union-attr]
     engine.ledger.check_invariants()
+
+
+def test_prices_older_than_the_oracle_allows_are_refused(tmp_path: Path) -> None:
+    engine, clock = make_engine(tmp_path)
+    engine.step(reports(0, 2000, 2000, 2000, 2000, 2000))
+    alice_goes_long(engine, 5, 2000)
+    clock.set(60)
+    engine.step(reports(60, 1850, 1850, 1850, 1850, 1850))  # liquidatable, no keeper here
+    clock.set(60 + 3601)  # no step since: the index is older than max_age_s = 3600
+    with pytest.raises(Refused, match="liquidation/stale-price"):
+        engine.liquidate(ALICE, KEEPER, "too-late")
+    assert engine.ledger.positions_of(ALICE)
+
+
+def test_a_refused_liquidation_is_reported_and_the_step_goes_on(tmp_path: Path) -> None:
+    engine, clock = make_engine(tmp_path)
+    led = engine.ledger
+    carol, poor = AccountId("t/carol"), AccountId("t/poor-keeper")
+    for acc in (carol, poor):
+        led.open_account(AccountSpec(acc))
+    deposit(led, "d-carol", carol, 1_000 * USD)
+    engine.step(reports(0, 2000, 2000, 2000, 2000, 2000))
+    alice_goes_long(engine, 5, 2000)
+    f = fill(
+        buyer=carol,
+        seller=BOB,
+        instrument=PERP.id,
+        size=5 * ETH,
+        price=2000 * USD,
+        size_decimals=6,
+        premium=False,
+        quote=USDC,
+        buyer_position=None,
+        seller_position=led.position(BOB, PERP.id),
+        settlement=SYS.settlement,
+    )
+    led.apply(Transaction("carol-long", "trade", f.postings, f.position_changes))
+    # alice also holds a long put: whoever takes it over must pay its premium
+    f = fill(
+        buyer=ALICE,
+        seller=BOB,
+        instrument=PUT.id,
+        size=ETH,
+        price=10 * USD,
+        size_decimals=6,
+        premium=True,
+        quote=USDC,
+        buyer_position=None,
+        seller_position=None,
+        settlement=SYS.settlement,
+    )
+    led.apply(Transaction("alice-put", "trade", f.postings, f.position_changes))
+    engine.mechanism = FixedFee(penalty_rate=0)  # no reward to pay the premium with
+    clock.set(60)
+    step = engine.step(reports(60, 1850, 1850, 1850, 1850, 1850), keeper=poor)
+    # the keeper has no cash for alice's put: refused and reported; carol still closed
+    assert step.refused == ((ALICE, "ledger/negative-balance"),)
+    assert [liq.account for liq in step.liquidations] == [carol]
+    assert led.positions_of(ALICE) and not led.positions_of(carol)
+    assert engine.index_prices["ETH"] == 1850 * USD
+    led.check_invariants()
+
+
+def test_retrying_a_liquidation_returns_the_first_one(tmp_path: Path) -> None:
+    engine, clock = make_engine(tmp_path)
+    engine.step(reports(0, 2000, 2000, 2000, 2000, 2000))
+    alice_goes_long(engine, 5, 2000)
+    clock.set(60)
+    engine.step(reports(60, 1850, 1850, 1850, 1850, 1850))
+    first = engine.liquidate(ALICE, KEEPER, "keeper-req-1")
+    again = engine.liquidate(ALICE, KEEPER, "keeper-req-1")
+    assert first.created and not again.created
+    assert again.seq == first.seq and again.plan.penalty == first.plan.penalty == 250 * USD
+    with pytest.raises(Refused, match="not-liquidatable"):
+        engine.liquidate(ALICE, KEEPER, "keeper-req-2")  # a new id: nothing left to close

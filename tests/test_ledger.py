@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import ALICE, BOB, FUND, USDC, WETH, WORLD, deposit, open_ledger
 
 from liqeng.clock import SimClock
-from liqeng.errors import InvalidArgument, Refused, StorageCorrupt
+from liqeng.errors import InvalidArgument, Refused, StorageConflict, StorageCorrupt
 from liqeng.ids import AccountId, InstrumentId
 from liqeng.ledger.core import Ledger
 from liqeng.ledger.model import (
@@ -21,6 +21,7 @@ from liqeng.ledger.model import (
     Posting,
     Transaction,
 )
+from liqeng.ledger.sqlite import SqliteStorage
 from liqeng.units import Amount, Asset
 
 PERP = InstrumentId("t/ETH-PERP")
@@ -297,3 +298,97 @@ def test_clock_going_backwards_is_refused(tmp_path: Path) -> None:
     clock._now = 50  # a broken driver
     with pytest.raises(InvalidArgument, match="now=50 is before the last event ts=100"):
         led.open_account(AccountSpec(ALICE))
+
+
+def test_tampered_snapshot_is_detected(tmp_path: Path) -> None:
+    led = open_ledger(tmp_path / "s.sqlite")
+    led.register_asset(USDC)
+    led.open_account(AccountSpec(WORLD, AccountKind.EXTERNAL))
+    led.open_account(AccountSpec(ALICE))
+    deposit(led, "d1", ALICE, 300)
+    led.snapshot()
+    led._storage.close()
+    con = sqlite3.connect(tmp_path / "s.sqlite")
+    con.execute("DROP TRIGGER snapshots_append_only")
+    # move 999000 units to alice and away from the world: conserved, but not what happened
+    con.execute(
+        "UPDATE snapshots SET state = CAST(replace(replace(CAST(state AS TEXT),"
+        " '\"300\"', '\"999300\"'), '\"-300\"', '\"-999300\"') AS BLOB)"
+    )
+    con.commit()
+    con.close()
+    with pytest.raises(StorageCorrupt, match="does not match the digest chained"):
+        open_ledger(tmp_path / "s.sqlite")
+
+
+def test_snapshot_inside_a_batch_is_refused(ledger: Ledger) -> None:
+    deposit(ledger, "d1", ALICE, 100)
+    with pytest.raises(InvalidArgument, match="inside a batch"), ledger.batch():
+        ledger.snapshot()
+    assert ledger._storage.latest_snapshot() is None
+
+
+def test_a_clock_that_is_not_an_int_is_refused(tmp_path: Path) -> None:
+    class FloatClock:
+        def now(self) -> int:
+            return 5.0  # type: ignore[return-value]
+
+    led = Ledger(SqliteStorage(tmp_path / "f.sqlite"), FloatClock())
+    with pytest.raises(InvalidArgument, match=r"clock now=5\.0 must be an int"):
+        led.register_asset(USDC)
+    assert led.seq == 0
+
+
+def test_an_id_refused_in_a_rolled_back_batch_stays_refused(ledger: Ledger) -> None:
+    with pytest.raises(RuntimeError), ledger.batch():
+        with pytest.raises(Refused, match="negative-balance"):
+            ledger.apply(transfer("pay-1", ALICE, BOB, 5))
+        raise RuntimeError("the driver failed after telling the caller pay-1 was refused")
+    deposit(ledger, "d1", ALICE, 100)
+    with pytest.raises(Refused, match="id-already-failed"):
+        ledger.apply(transfer("pay-1", ALICE, BOB, 5))
+
+
+def test_a_nested_batch_is_a_savepoint(ledger: Ledger) -> None:
+    deposit(ledger, "d1", ALICE, 100)
+    with ledger.batch():
+        ledger.apply(transfer("t1", ALICE, BOB, 10))
+        with pytest.raises(RuntimeError), ledger.batch():
+            ledger.apply(transfer("t2", ALICE, BOB, 20))
+            raise RuntimeError("inner block fails")
+        ledger.apply(transfer("t3", ALICE, BOB, 30))
+    assert ledger.balance_units(BOB, USDC.id) == 40  # t1 + t3, not t2
+    assert ledger._storage.find_event("t2") is None
+    assert ledger.apply(transfer("t2", ALICE, BOB, 20)).created  # never burned
+
+
+def test_committed_reads_a_transaction_back(ledger: Ledger) -> None:
+    deposit(ledger, "d1", ALICE, 100)
+    tx = transfer("t1", ALICE, BOB, 7)
+    receipt = ledger.apply(tx)
+    got = ledger.committed("t1")
+    assert got is not None and got[1] == tx and got[0].seq == receipt.seq
+    assert ledger.committed("nope") is None
+
+
+def test_a_second_writer_gets_a_conflict_not_a_raw_error(tmp_path: Path, ledger: Ledger) -> None:
+    other = open_ledger(tmp_path / "ledger.sqlite")
+    deposit(ledger, "d1", ALICE, 100)  # the first writer moves on
+    with pytest.raises(StorageConflict, match="another writer committed first"):
+        deposit(other, "d2", ALICE, 5)
+    assert other.balance_units(ALICE, USDC.id) == 0  # its failed batch rolled back
+    other._storage.close()
+
+
+def test_verify_refuses_a_file_that_is_not_a_ledger(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.sqlite"
+    con = sqlite3.connect(notes)
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    with pytest.raises(InvalidArgument, match="is not a liqeng database"):
+        SqliteStorage(notes, readonly=True)
+    con = sqlite3.connect(notes)
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+    assert tables == {"t"}  # untouched
+    con.close()

@@ -105,3 +105,31 @@ def test_bad_scenario_is_refused_naming_the_key(tmp_path: Path) -> None:
     out = CliRunner().invoke(app, ["simulate", str(bad), "--db", str(tmp_path / "x.sqlite")])
     assert out.exit_code == 2 and "penalty_rate=1.5" in out.output
     assert not (tmp_path / "x.sqlite").exists()
+
+
+def test_simulate_never_replaces_a_file_it_did_not_write(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    with pytest.raises(InvalidArgument, match="is not a liqeng database; not replacing it"):
+        run(load_scenario(QUICKSTART), notes)
+    assert notes.read_text() == "my notes"
+
+
+def test_candle_times_without_an_offset_are_utc(tmp_path: Path) -> None:
+    from liqeng.sim.prices import read_candles
+
+    csv = tmp_path / "eth_usd-x-2020-03-11-1h.csv"
+    csv.write_text(
+        "ts,open,high,low,close,volume\n"
+        "2020-03-11T00:00:00,1,1,1,1,0\n2020-03-11T01:00:00Z,1,1,1,1,0\n"
+    )
+    # 2020-03-11T00:00:00Z = 1583884800 whatever TZ the machine is in
+    assert [c.ts for c in read_candles(csv, 6)] == [1583884800, 1583888400]
+
+
+def test_scenario_ranges_must_be_ordered(tmp_path: Path) -> None:
+    (tmp_path / "data").symlink_to(QUICKSTART.parent / "data")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(QUICKSTART.read_text().replace("leverage_min = 1.0", "leverage_min = 20.0"))
+    with pytest.raises(InvalidArgument, match=r"leverage_min=20.0 > leverage_max=12.0"):
+        load_scenario(bad)

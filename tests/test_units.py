@@ -103,3 +103,14 @@ def test_asset_validation() -> None:
         Asset("USDC", 6)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match="decimals=37"):
         Asset(asset_id("eth/X"), 37)
+
+
+def test_parsing_ignores_the_ambient_decimal_context() -> None:
+    import decimal
+
+    with decimal.localcontext() as ctx:
+        ctx.prec = 6  # someone else's setting must not round our money
+        assert USDC.parse("1234.5678") == Amount(1_234_567_800, USDC)
+        big = "12345678901.123456789012345678"
+        assert WETH.parse(big).units == 12345678901123456789012345678
+        assert str(WETH.parse(big)) == big + " eth/WETH"
