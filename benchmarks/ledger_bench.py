@@ -201,9 +201,12 @@ def bench_reopen(workdir: Path, n_tx: int, tail_tx: int, repeats: int) -> dict[s
     tail = repeated_reopen(path, repeats, expect)
 
     _, ledger, storage = timed_reopen(path)
-    ledger.snapshot()  # now at the very end of the log
+    ledger.snapshot()  # now at the very end of the log (one more, chained, event)
+    expect_end = (ledger.state_digest(), ledger.seq)
     storage.close()
-    at_end = repeated_reopen(path, repeats, expect)
+    if expect_end != (expect[0], expect[1] + 1):
+        raise AssertionError(f"a snapshot changed the state: {expect} -> {expect_end}")
+    at_end = repeated_reopen(path, repeats, expect_end)
     return {
         "transactions": n_tx,
         "events": expect[1],

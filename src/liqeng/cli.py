@@ -99,12 +99,9 @@ def simulate(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     console.print(_summary_table(summary))
-    console.print(
-        f"event log: {summary.db_path}  (open it with sqlite3; tables events, views "
-        "postings and position_changes)"
-    )
+    console.print(f"event log: {summary.db_path} (table events; views postings, position_changes)")
     console.print(f"log head:  {summary.head}")
-    console.print(f"scenario:  sha256 {load_scenario(scenario).digest[:16]}…  liqeng {__version__}")
+    console.print(f"run:       seed {sc.seed}, scenario {sc.digest[:16]}, liqeng {__version__}")
 
 
 @log_app.command("verify")

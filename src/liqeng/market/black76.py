@@ -24,8 +24,10 @@ Inputs are checked at the door: ``forward > 0``, ``strike > 0``, ``sigma >= 0``,
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Final, overload
+from collections.abc import Callable
+from typing import Final, Protocol, cast, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -311,167 +313,109 @@ def _result(out: FloatArray, *args: object) -> float | FloatArray:
 # --- price and greeks ----------------------------------------------------------------------
 
 
-@overload
-def price(  # type: ignore[overload-overlap]  # first match wins: all scalars give a float
-    forward: float, strike: float, t_years: float, sigma: float, is_call: bool, r: float = 0.0
-) -> float: ...
-@overload
-def price(
-    forward: float | FloatArray,
-    strike: float | FloatArray,
-    t_years: float | FloatArray,
-    sigma: float | FloatArray,
-    is_call: bool | BoolArray,
-    r: float = 0.0,
-) -> FloatArray: ...
-def price(
-    forward: float | FloatArray,
-    strike: float | FloatArray,
-    t_years: float | FloatArray,
-    sigma: float | FloatArray,
-    is_call: bool | BoolArray,
-    r: float = 0.0,
-) -> float | FloatArray:
+class Greek(Protocol):
+    """A Black-76 formula over ``(forward, strike, t_years, sigma, is_call, r=0)``: all
+    scalars give a ``float``; any array gives the broadcast array."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]  # first match wins: scalars give a float
+        self,
+        forward: float,
+        strike: float,
+        t_years: float,
+        sigma: float,
+        is_call: bool,
+        r: float = 0.0,
+    ) -> float: ...
+    @overload
+    def __call__(
+        self,
+        forward: float | FloatArray,
+        strike: float | FloatArray,
+        t_years: float | FloatArray,
+        sigma: float | FloatArray,
+        is_call: bool | BoolArray,
+        r: float = 0.0,
+    ) -> FloatArray: ...
+
+
+def _greek(formula: Callable[[_Core], FloatArray]) -> Greek:
+    """Wrap ``formula(core)`` with input checks, broadcasting and the scalar return."""
+
+    @functools.wraps(formula)
+    def wrapped(
+        forward: float | FloatArray,
+        strike: float | FloatArray,
+        t_years: float | FloatArray,
+        sigma: float | FloatArray,
+        is_call: bool | BoolArray,
+        r: float = 0.0,
+    ) -> float | FloatArray:
+        core = _Core(*_check(forward, strike, t_years, sigma, is_call, r))
+        return _result(formula(core), forward, strike, t_years, sigma, is_call)
+
+    return cast(Greek, wrapped)
+
+
+@_greek
+def price(core: _Core) -> FloatArray:
     """Option value ``D·(F·N(d1) - K·N(d2))`` (call), ``D·(K·N(-d2) - F·N(-d1))`` (put).
 
     Put-call parity: ``call - put = D·(F - K)``. Degenerate (``T <= 0`` or ``σ = 0``):
     ``D·max(F-K, 0)`` or ``D·max(K-F, 0)``.
     """
-    core = _Core(*_check(forward, strike, t_years, sigma, is_call, r))
-    return _result(core.price(), forward, strike, t_years, sigma, is_call)
+    return core.price()
 
 
-@overload
-def delta(  # type: ignore[overload-overlap]  # first match wins: all scalars give a float
-    forward: float, strike: float, t_years: float, sigma: float, is_call: bool, r: float = 0.0
-) -> float: ...
-@overload
-def delta(
-    forward: float | FloatArray,
-    strike: float | FloatArray,
-    t_years: float | FloatArray,
-    sigma: float | FloatArray,
-    is_call: bool | BoolArray,
-    r: float = 0.0,
-) -> FloatArray: ...
-def delta(
-    forward: float | FloatArray,
-    strike: float | FloatArray,
-    t_years: float | FloatArray,
-    sigma: float | FloatArray,
-    is_call: bool | BoolArray,
-    r: float = 0.0,
-) -> float | FloatArray:
+@_greek
+def delta(core: _Core) -> FloatArray:
     """``∂V/∂F``: ``D·N(d1)`` (call), ``-D·N(-d1)`` (put).
 
     Degenerate: ``D·1{F>K}`` (call), ``-D·1{F<K}`` (put), and ``±D/2`` at ``F == K``
     (the limit of ``N(±d1)`` as ``σ√T → 0``).
     """
-    core = _Core(*_check(forward, strike, t_years, sigma, is_call, r))
     f, k, call, disc = core.f, core.k, core.call, core.disc
     live = disc * np.where(call, _ncdf(core.d1), -_ncdf(-core.d1))
     step = np.where(f > k, 1.0, np.where(f < k, 0.0, 0.5))  # limit of N(d1)
     limit = disc * np.where(call, step, step - 1.0)
-    return _result(np.where(core.live, live, limit), forward, strike, t_years, sigma, is_call)
+    return np.where(core.live, live, limit)
 
 
-@overload
-def gamma(  # type: ignore[overload-overlap]  # first match wins: all scalars give a float
-    forward: float, strike: float, t_years: float, sigma: float, is_call: bool, r: float = 0.0
-) -> float: ...
-@overload
-def gamma(
-    forward: float | FloatArray,
-    strike: float | FloatArray,
-    t_years: float | FloatArray,
-    sigma: float | FloatArray,
-    is_call: bool | BoolArray,
-    r: float = 0.0,
-) -> FloatArray: ...
-def gamma(
-    forward: float | FloatArray,
-    strike: float | FloatArray,
-    t_years: float | FloatArray,
-    sigma: float | FloatArray,
-    is_call: bool | BoolArray,
-    r: float = 0.0,
-) -> float | FloatArray:
+@_greek
+def gamma(core: _Core) -> FloatArray:
     """``∂²V/∂F²``: ``D·n(d1) / (F·σ√T)``, the same for calls and puts.
 
     Degenerate: 0. (At ``F == K`` the true limit is a point mass, which a float cannot
     hold; 0 is returned there too.)
     """
-    core = _Core(*_check(forward, strike, t_years, sigma, is_call, r))
     pdf = _npdf(core.d1)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
         live = np.where(pdf > 0.0, core.disc * pdf / (core.f * core.vol), 0.0)
-    out = np.where(core.live, live, 0.0)
-    return _result(out, forward, strike, t_years, sigma, is_call)
+    return np.where(core.live, live, 0.0)
 
 
-@overload
-def vega(  # type: ignore[overload-overlap]  # first match wins: all scalars give a float
-    forward: float, strike: float, t_years: float, sigma: float, is_call: bool, r: float = 0.0
-) -> float: ...
-@overload
-def vega(
-    forward: float | FloatArray,
-    strike: float | FloatArray,
-    t_years: float | FloatArray,
-    sigma: float | FloatArray,
-    is_call: bool | BoolArray,
-    r: float = 0.0,
-) -> FloatArray: ...
-def vega(
-    forward: float | FloatArray,
-    strike: float | FloatArray,
-    t_years: float | FloatArray,
-    sigma: float | FloatArray,
-    is_call: bool | BoolArray,
-    r: float = 0.0,
-) -> float | FloatArray:
+@_greek
+def vega(core: _Core) -> FloatArray:
     """``∂V/∂σ`` per unit of σ (1.00 = 100 vol points): ``D·F·n(d1)·√T``, calls and puts.
 
     Degenerate: 0 when ``T <= 0``; with ``σ = 0`` and ``T > 0``, the limit
     ``D·F·√T/√(2π)`` at ``F == K`` and 0 elsewhere.
     """
-    core = _Core(*_check(forward, strike, t_years, sigma, is_call, r))
     f, disc = core.f, core.disc
     live = disc * f * _npdf(core.d1) * core.sqrt_t
     atm = (core.t > 0.0) & (f == core.k)
     limit = np.where(atm, disc * f * np.sqrt(core.t) * _INV_SQRT_2PI, 0.0)
-    out = np.where(core.live, live, limit)
-    return _result(out, forward, strike, t_years, sigma, is_call)
+    return np.where(core.live, live, limit)
 
 
-@overload
-def theta(  # type: ignore[overload-overlap]  # first match wins: all scalars give a float
-    forward: float, strike: float, t_years: float, sigma: float, is_call: bool, r: float = 0.0
-) -> float: ...
-@overload
-def theta(
-    forward: float | FloatArray,
-    strike: float | FloatArray,
-    t_years: float | FloatArray,
-    sigma: float | FloatArray,
-    is_call: bool | BoolArray,
-    r: float = 0.0,
-) -> FloatArray: ...
-def theta(
-    forward: float | FloatArray,
-    strike: float | FloatArray,
-    t_years: float | FloatArray,
-    sigma: float | FloatArray,
-    is_call: bool | BoolArray,
-    r: float = 0.0,
-) -> float | FloatArray:
+@_greek
+def theta(core: _Core) -> FloatArray:
     """Change of value per year of calendar time, ``-∂V/∂T``:
     ``-D·F·n(d1)·σ / (2√T) + r·V``, calls and puts alike (divide by 365 for a day).
 
     Degenerate: ``r·V`` with ``V`` the discounted intrinsic value.
     """
-    core = _Core(*_check(forward, strike, t_years, sigma, is_call, r))
     value = core.price()
     decay = core.disc * core.f * _npdf(core.d1) * core.s / (2.0 * core.sqrt_t)
     out = np.where(core.live, core.r * value - decay, core.r * value)
-    return _result(out, forward, strike, t_years, sigma, is_call)
+    return out
