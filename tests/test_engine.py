@@ -68,21 +68,35 @@ def reports(ts: int, *prices: int) -> list[PriceReport]:
     return [PriceReport(s, "ETH", p * USD, ts) for s, p in zip(SOURCES, prices, strict=True)]
 
 
-def alice_goes_long(engine: Engine, eth: int, at_usd: int) -> None:
+def trade(
+    engine: Engine,
+    txid: str,
+    buyer: AccountId,
+    seller: AccountId,
+    inst: Perpetual | EuropeanOption,
+    size: int,
+    price_usd: int,
+) -> None:
+    """``buyer`` buys ``size`` of ``inst`` from ``seller`` at ``price_usd``."""
+    led = engine.ledger
     f = fill(
-        buyer=ALICE,
-        seller=BOB,
-        instrument=PERP.id,
-        size=eth * ETH,
-        price=at_usd * USD,
-        size_decimals=6,
-        premium=False,
+        buyer=buyer,
+        seller=seller,
+        instrument=inst.id,
+        size=size,
+        price=price_usd * USD,
+        size_decimals=inst.size_decimals,
+        premium=isinstance(inst, EuropeanOption),
         quote=USDC,
-        buyer_position=None,
-        seller_position=None,
+        buyer_position=led.position(buyer, inst.id),
+        seller_position=led.position(seller, inst.id),
         settlement=SYS.settlement,
     )
-    engine.ledger.apply(Transaction("open", "trade", f.postings, f.position_changes))
+    led.apply(Transaction(txid, "trade", f.postings, f.position_changes))
+
+
+def alice_goes_long(engine: Engine, eth: int, at_usd: int) -> None:
+    trade(engine, "open", ALICE, BOB, PERP, eth * ETH, at_usd)
 
 
 def test_liquidation_numbers(tmp_path: Path) -> None:
@@ -162,20 +176,7 @@ def test_short_put_account_is_liquidated_in_a_crash(tmp_path: Path) -> None:
     engine.step(reports(0, 2000, 2000, 2000, 2000, 2000))
     # alice writes 5 puts struck at 1500 for a 10 USD premium each: maintenance
     # 5 * max(10% * 2000 - 500 OTM, 5% * 2000) = 500 < equity 1050 - 5 * mark(~19.8)
-    f = fill(
-        buyer=BOB,
-        seller=ALICE,
-        instrument=PUT.id,
-        size=5 * ETH,
-        price=10 * USD,
-        size_decimals=6,
-        premium=True,
-        quote=USDC,
-        buyer_position=None,
-        seller_position=None,
-        settlement=SYS.settlement,
-    )
-    engine.ledger.apply(Transaction("sell-puts", "trade", f.postings, f.position_changes))
+    trade(engine, "sell-puts", BOB, ALICE, PUT, 5 * ETH, 10)
     assert engine.risk(ALICE).is_liquidatable is False
     clock.set(3600)
     step = engine.step(reports(3600, 1400, 1400, 1400, 1400, 1400), keeper=KEEPER)
@@ -206,35 +207,9 @@ def test_a_refused_liquidation_is_reported_and_the_step_goes_on(tmp_path: Path) 
     deposit(led, "d-carol", carol, 1_000 * USD)
     engine.step(reports(0, 2000, 2000, 2000, 2000, 2000))
     alice_goes_long(engine, 5, 2000)
-    f = fill(
-        buyer=carol,
-        seller=BOB,
-        instrument=PERP.id,
-        size=5 * ETH,
-        price=2000 * USD,
-        size_decimals=6,
-        premium=False,
-        quote=USDC,
-        buyer_position=None,
-        seller_position=led.position(BOB, PERP.id),
-        settlement=SYS.settlement,
-    )
-    led.apply(Transaction("carol-long", "trade", f.postings, f.position_changes))
+    trade(engine, "carol-long", carol, BOB, PERP, 5 * ETH, 2000)
     # alice also holds a long put: whoever takes it over must pay its premium
-    f = fill(
-        buyer=ALICE,
-        seller=BOB,
-        instrument=PUT.id,
-        size=ETH,
-        price=10 * USD,
-        size_decimals=6,
-        premium=True,
-        quote=USDC,
-        buyer_position=None,
-        seller_position=None,
-        settlement=SYS.settlement,
-    )
-    led.apply(Transaction("alice-put", "trade", f.postings, f.position_changes))
+    trade(engine, "alice-put", ALICE, BOB, PUT, ETH, 10)
     engine.mechanism = FixedFee(penalty_rate=0)  # no reward to pay the premium with
     clock.set(60)
     step = engine.step(reports(60, 1850, 1850, 1850, 1850, 1850), keeper=poor)

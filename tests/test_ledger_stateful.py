@@ -25,13 +25,15 @@ from liqeng.ledger.model import AccountKind, AccountSpec, Posting, Transaction
 from liqeng.ledger.sqlite import SqliteStorage
 from liqeng.liquidation.base import LiquidationContext, SystemAccounts
 from liqeng.liquidation.fixed_fee import FixedFee
-from liqeng.market.instruments import Perpetual
+from liqeng.market.instruments import EuropeanOption, Perpetual
 from liqeng.market.trading import fill
 from liqeng.risk.margin import AccountRisk, MarginParams
 
 USERS = [AccountId(f"t/u{i}") for i in range(4)]
 SYSTEM = SystemAccounts(AccountId("t/fund"), AccountId("t/settlement"), AccountId("t/bad-debt"))
 PERP = Perpetual(InstrumentId("t/ETH-PERP"), "ETH", USDC, 6)
+PUT = EuropeanOption(InstrumentId("t/ETH-1500-P"), "ETH", USDC, 6, 1_500_000_000, 10**7, False)
+INSTRUMENTS = {PERP.id: PERP, PUT.id: PUT}
 users = st.sampled_from(USERS)
 units = st.integers(1, 10**12)
 prices = st.integers(1_000_000, 10_000_000_000)  # $1 .. $10,000
@@ -70,6 +72,7 @@ class LedgerMachine(RuleBasedStateMachine):
         for acc, kind in [*kinds, *((u, AccountKind.USER) for u in USERS)]:
             self.ledger.open_account(AccountSpec(acc, kind))
         self.ledger.list_instrument(PERP.spec())
+        self.ledger.list_instrument(PUT.spec())
 
     def commit(self, tx: Transaction) -> bool:
         """Apply; on refusal the state must be untouched, on success the model moves."""
@@ -121,21 +124,35 @@ class LedgerMachine(RuleBasedStateMachine):
                 )
             )
 
-    @rule(buyer=users, seller=users, size=st.integers(1, 10**8), price=prices)
-    def trade(self, buyer: AccountId, seller: AccountId, size: int, price: int) -> None:
+    @rule(
+        buyer=users,
+        seller=users,
+        inst=st.sampled_from([PERP, PUT]),
+        size=st.integers(1, 10**8),
+        price=prices,
+    )
+    def trade(
+        self,
+        buyer: AccountId,
+        seller: AccountId,
+        inst: Perpetual | EuropeanOption,
+        size: int,
+        price: int,
+    ) -> None:
+        """A perp fill (PnL through settlement) or an option fill (premium paid now)."""
         if buyer == seller:
             return
         f = fill(
             buyer=buyer,
             seller=seller,
-            instrument=PERP.id,
+            instrument=inst.id,
             size=size,
-            price=price,
+            price=price // 10 if inst is PUT else price,
             size_decimals=6,
-            premium=False,
+            premium=inst is PUT,
             quote=USDC,
-            buyer_position=self.ledger.position(buyer, PERP.id),
-            seller_position=self.ledger.position(seller, PERP.id),
+            buyer_position=self.ledger.position(buyer, inst.id),
+            seller_position=self.ledger.position(seller, inst.id),
             settlement=SYSTEM.settlement,
         )
         self.commit(Transaction(self.txid(), "trade", f.postings, f.position_changes))
@@ -154,7 +171,7 @@ class LedgerMachine(RuleBasedStateMachine):
             cash=self.ledger.balance_units(account, USDC.id),
             positions=positions,
             keeper_positions=self.ledger.positions_of(keeper),
-            instruments={PERP.id: PERP},
+            instruments=INSTRUMENTS,
             index_prices={"ETH": price},
             margin=MarginParams(),
             risk=AccountRisk(equity=0, maintenance_margin=1),  # forced: tests the money flow
