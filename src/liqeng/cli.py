@@ -122,8 +122,9 @@ def log_verify(
     except LiqengError as exc:
         console.print(f"[red]broken:[/red] {exc}")
         raise typer.Exit(1) from None
-    console.print(f"ok: {ledger.seq:,} events, chain head {ledger.head.hex()}")
-    console.print(f"state digest {ledger.state_digest()}")
+    console.print(f"ok: {ledger.seq:,} events re-hashed, snapshot and invariants checked")
+    console.print(f"log head:     {ledger.head.hex()}")
+    console.print(f"state digest: {ledger.state_digest()}")
     storage.close()
 
 
