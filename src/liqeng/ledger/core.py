@@ -91,7 +91,7 @@ class Ledger:
         self._snapshot_seq = 0
         self._undo: list[tuple[dict[Any, Any], Any, Any]] | None = None
         self._pending: list[Event] = []
-        self._pending_refusals: list[Refusal] = []
+        self._pending_refusals: dict[str, Refusal] = {}
         self._pending_ids: dict[str, Event] = {}
         self._load()
 
@@ -210,13 +210,13 @@ class Ledger:
             self._rollback(mark)
             if outer and self._pending_refusals:
                 with suppress(Exception):  # the original error is what the caller must see
-                    self._storage.append((), self._pending_refusals, None)
+                    self._storage.append((), list(self._pending_refusals.values()), None)
             raise
         finally:
             if outer:
                 self._undo = None
                 self._pending = []
-                self._pending_refusals = []
+                self._pending_refusals = {}
                 self._pending_ids = {}
 
     def _flush(self) -> None:
@@ -224,7 +224,7 @@ class Ledger:
         if self._snapshot_due or self._seq - self._snapshot_seq >= self._snapshot_every:
             snapshot = self._snapshot_event()
         if self._pending or self._pending_refusals:
-            self._storage.append(self._pending, self._pending_refusals, snapshot)
+            self._storage.append(self._pending, list(self._pending_refusals.values()), snapshot)
         if snapshot is not None:
             self._snapshot_seq = snapshot.seq
         self._snapshot_due = False
@@ -289,16 +289,13 @@ class Ledger:
         return Receipt(TxId(txid), seq, now, h, True)
 
     def _find_refusal(self, txid: str) -> Refusal | None:
-        for r in self._pending_refusals:
-            if r.tx_id == txid:
-                return r
-        return self._storage.find_refusal(txid)
+        return self._pending_refusals.get(txid) or self._storage.find_refusal(txid)
 
     def _refuse(self, txid: str, digest: bytes, code: str, message: str) -> Refused:
         """A state-dependent refusal burns the id (written with the batch, or at once)."""
         refusal = Refusal(txid, code, digest)
         if self._undo is not None:
-            self._pending_refusals.append(refusal)
+            self._pending_refusals[txid] = refusal
         else:
             self._storage.append((), (refusal,), None)
         return Refused(code, message)

@@ -26,7 +26,7 @@ from liqeng.liquidation.fixed_fee import FixedFee
 from liqeng.market.instruments import EuropeanOption, Instrument, Perpetual
 from liqeng.market.marks import mark_price
 from liqeng.market.trading import fill
-from liqeng.oracle.median import MedianOracle, PriceReport
+from liqeng.oracle.median import MedianOracle
 from liqeng.risk.margin import MarginParams
 from liqeng.sim.population import Holding, generate
 from liqeng.sim.prices import source_name, ticks
@@ -297,6 +297,3 @@ def _unwind(engine: Engine, keeper: AccountId, mm: AccountId, now: int) -> None:
     for iid, pos in sorted(engine.ledger.positions_of(keeper).items()):
         _trade(engine, f"unwind:{now}:{iid}", keeper, mm, iid, -pos.size, now)
 
-
-# keep the report type importable for drivers that build their own reports
-_ = PriceReport
