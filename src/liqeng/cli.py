@@ -48,6 +48,7 @@ def _summary_table(s: RunSummary) -> Table:
         ),
         ("rejected source reports", f"{s.rejected_reports:,}"),
         ("liquidations", f"{s.liquidations:,}"),
+        ("  refused at execution", f"{s.refused_liquidations:,}"),
         ("notional liquidated", _money(s.notional, d)),
         ("collateral seized", _money(s.seized, d)),
         ("penalties paid", _money(s.penalties, d)),

@@ -21,12 +21,12 @@ from liqeng.ids import AccountId, InstrumentId, asset_id, instrument_id
 from liqeng.ledger.core import Ledger
 from liqeng.ledger.model import AccountKind, AccountSpec, Posting, Transaction
 from liqeng.ledger.sqlite import SqliteStorage, is_liqeng_db
-from liqeng.liquidation.base import SystemAccounts
+from liqeng.liquidation.base import LiquidationPlan, SystemAccounts
 from liqeng.liquidation.fixed_fee import FixedFee
 from liqeng.market.instruments import EuropeanOption, Instrument, Perpetual
 from liqeng.market.marks import mark_price
 from liqeng.market.trading import fill
-from liqeng.oracle.median import MedianOracle
+from liqeng.oracle.median import MedianOracle, PriceReport
 from liqeng.risk.margin import MarginParams
 from liqeng.sim.population import Holding, generate
 from liqeng.sim.prices import source_name, ticks
@@ -53,6 +53,7 @@ class RunSummary:
     index_last: int
     rejected_reports: int
     liquidations: int
+    refused_liquidations: int
     notional: int
     seized: int
     penalties: int
@@ -81,13 +82,82 @@ def _fresh_db(path: Path) -> None:
             p.unlink()
 
 
+@dataclass(slots=True)
+class _World:
+    """Everything a run drives: the engine over its ledger, the clock and the price path."""
+
+    engine: Engine
+    storage: SqliteStorage
+    clock: SimClock
+    path: list[tuple[int, list[PriceReport]]]
+    first: StepReport
+    holdings: list[Holding]
+    market_maker: AccountId
+    keeper: AccountId
+
+
 def run(
     sc: Scenario,
     db_path: Path,
     on_tick: Callable[[int, int, StepReport], None] | None = None,
 ) -> RunSummary:
-    """Replay ``sc`` into a new ledger at ``db_path`` (replaced if it exists)."""
+    """Replay ``sc`` into a new ledger at ``db_path`` (a previous run's file is replaced)."""
     _fresh_db(db_path)
+    w = _build(sc, db_path)
+    ledger, fund, quote = w.engine.ledger, w.engine.system.insurance_fund, w.engine.quote.id
+    if_before = ledger.balance_units(fund, quote)
+    plans: list[LiquidationPlan] = []
+    prices = [w.first.index_prices[sc.underlying]]
+    rejected, refused = len(w.first.rejected_reports), 0
+    for n, (ts, reports) in enumerate(w.path[1:], start=2):
+        w.clock.set(ts)
+        step = w.engine.step(reports, keeper=w.keeper)
+        if step.liquidations:
+            with ledger.batch():
+                _unwind(w.engine, w.keeper, w.market_maker, ts)
+        rejected += len(step.rejected_reports)
+        refused += len(step.refused)
+        prices.append(step.index_prices.get(sc.underlying, prices[-1]))
+        plans += [liq.plan for liq in step.liquidations]
+        if on_tick is not None:
+            on_tick(n, len(w.path), step)
+    ledger.check_invariants()
+    ledger.snapshot()
+    summary = RunSummary(
+        scenario=sc.name,
+        seed=sc.seed,
+        db_path=str(db_path),
+        decimals=sc.quote_decimals,
+        accounts=len(w.holdings),
+        ticks=len(w.path),
+        first_ts=w.path[0][0],
+        last_ts=w.path[-1][0],
+        index_first=prices[0],
+        index_min=min(prices),
+        index_last=prices[-1],
+        rejected_reports=rejected,
+        liquidations=len(plans),
+        refused_liquidations=refused,
+        notional=sum(p.notional for p in plans),
+        seized=sum(p.seized for p in plans),
+        penalties=sum(p.penalty for p in plans),
+        keeper_rewards=sum(p.keeper_reward for p in plans),
+        insurance_fees=sum(p.insurance_fee for p in plans),
+        bad_debt_covered=sum(p.bad_debt_covered for p in plans),
+        bad_debt_uncovered=sum(p.bad_debt_uncovered for p in plans),
+        insurance_fund_before=if_before,
+        insurance_fund_after=ledger.balance_units(fund, quote),
+        events=ledger.seq,
+        head=ledger.head.hex(),
+        state_digest=ledger.state_digest(),
+    )
+    w.storage.close()
+    return summary
+
+
+def _build(sc: Scenario, db_path: Path) -> _World:
+    """The ledger, oracle and engine of ``sc``, its first price, instruments, accounts and
+    their opening positions, all committed at the first tick."""
     quote = Asset(asset_id(sc.quote_asset), sc.quote_decimals)
     path = list(ticks(sc.price_files, sc.underlying, sc.quote_decimals, sc.ticks_per_candle))
     first_ts = path[0][0]
@@ -110,15 +180,12 @@ def run(
         [source_name(f) for f in sc.price_files], [sc.underlying], sc.max_age_s, sc.quorum
     )
     perp = instrument_id(f"{ns}/{sc.underlying}-PERP")
-    instruments: dict[InstrumentId, Instrument] = {
-        perp: Perpetual(perp, sc.underlying, quote, sc.perp_size_decimals)
-    }
     engine = Engine(
         ledger,
         oracle,
         clock=clock,
         quote=quote,
-        instruments=instruments,
+        instruments={perp: Perpetual(perp, sc.underlying, quote, sc.perp_size_decimals)},
         margin=margin,
         mechanism=FixedFee(sc.penalty_rate, sc.keeper_share),
         system=system,
@@ -127,81 +194,31 @@ def run(
     index0 = first.index_prices.get(sc.underlying)
     if index0 is None:
         raise InvalidArgument(f"{sc.path.name}: fewer than quorum={sc.quorum} sources at start")
+    puts = _list_puts(engine, sc, quote, index0, first_ts)
+    holdings = generate(sc, perp, puts, engine.instruments, index0, first_ts, margin)
+    mm, keeper = AccountId(f"{ns}/market-maker"), AccountId(f"{ns}/keeper")
+    with ledger.batch():
+        _setup(ledger, sc, quote, system, engine.instruments, holdings, mm, keeper)
+        _open_positions(engine, holdings, perp, mm, first_ts)
+    return _World(engine, storage, clock, path, first, holdings, mm, keeper)
+
+
+def _list_puts(
+    engine: Engine, sc: Scenario, quote: Asset, index0: int, first_ts: int
+) -> list[InstrumentId]:
+    """One put per ``option_strikes`` fraction of the first index, whole dollars."""
     expiry = first_ts + sc.option_expiry_days * 86_400
     day = datetime.fromtimestamp(expiry, UTC).strftime("%Y%m%d")
-    puts: list[InstrumentId] = []
     one = 10**sc.quote_decimals
+    puts: list[InstrumentId] = []
     for frac in sc.option_strikes:
         strike = int(index0 * frac) // one * one
-        iid = instrument_id(f"{ns}/{sc.underlying}-{day}-{strike // one}-P")
-        instruments[iid] = EuropeanOption(
+        iid = instrument_id(f"{sc.namespace}/{sc.underlying}-{day}-{strike // one}-P")
+        engine.instruments[iid] = EuropeanOption(
             iid, sc.underlying, quote, sc.option_size_decimals, strike, expiry, False
         )
         puts.append(iid)
-    engine.instruments = dict(instruments)
-    holdings = generate(sc, perp, puts, instruments, index0, first_ts, margin)
-    mm, keeper = AccountId(f"{ns}/market-maker"), AccountId(f"{ns}/keeper")
-    with ledger.batch():
-        _setup(ledger, sc, quote, system, instruments, holdings, mm, keeper)
-        _open_positions(engine, holdings, perp, mm, first_ts)
-    if_before = ledger.balance_units(system.insurance_fund, quote.id)
-    totals = dict.fromkeys(
-        ("notional", "seized", "penalty", "keeper_reward", "insurance_fee", "covered", "uncovered"),
-        0,
-    )
-    rejected, count, index_min, index_last = len(first.rejected_reports), 0, index0, index0
-    for n, (ts, reports) in enumerate(path[1:], start=2):
-        clock.set(ts)
-        step = engine.step(reports, keeper=keeper)
-        if step.liquidations:
-            with ledger.batch():
-                _unwind(engine, keeper, mm, ts)
-        rejected += len(step.rejected_reports)
-        price = step.index_prices.get(sc.underlying, index_last)
-        index_min, index_last = min(index_min, price), price
-        for liq in step.liquidations:
-            p = liq.plan
-            count += 1
-            totals["notional"] += p.notional
-            totals["seized"] += p.seized
-            totals["penalty"] += p.penalty
-            totals["keeper_reward"] += p.keeper_reward
-            totals["insurance_fee"] += p.insurance_fee
-            totals["covered"] += p.bad_debt_covered
-            totals["uncovered"] += p.bad_debt_uncovered
-        if on_tick is not None:
-            on_tick(n, len(path), step)
-    ledger.check_invariants()
-    ledger.snapshot()
-    summary = RunSummary(
-        scenario=sc.name,
-        seed=sc.seed,
-        db_path=str(db_path),
-        decimals=sc.quote_decimals,
-        accounts=len(holdings),
-        ticks=len(path),
-        first_ts=first_ts,
-        last_ts=path[-1][0],
-        index_first=index0,
-        index_min=index_min,
-        index_last=index_last,
-        rejected_reports=rejected,
-        liquidations=count,
-        notional=totals["notional"],
-        seized=totals["seized"],
-        penalties=totals["penalty"],
-        keeper_rewards=totals["keeper_reward"],
-        insurance_fees=totals["insurance_fee"],
-        bad_debt_covered=totals["covered"],
-        bad_debt_uncovered=totals["uncovered"],
-        insurance_fund_before=if_before,
-        insurance_fund_after=ledger.balance_units(system.insurance_fund, quote.id),
-        events=ledger.seq,
-        head=ledger.head.hex(),
-        state_digest=ledger.state_digest(),
-    )
-    storage.close()
-    return summary
+    return puts
 
 
 def _setup(
@@ -296,4 +313,3 @@ def _unwind(engine: Engine, keeper: AccountId, mm: AccountId, now: int) -> None:
     maker at the mark in the same tick (a later issue gives keepers market impact)."""
     for iid, pos in sorted(engine.ledger.positions_of(keeper).items()):
         _trade(engine, f"unwind:{now}:{iid}", keeper, mm, iid, -pos.size, now)
-
