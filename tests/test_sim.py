@@ -133,3 +133,16 @@ def test_scenario_ranges_must_be_ordered(tmp_path: Path) -> None:
     bad.write_text(QUICKSTART.read_text().replace("leverage_min = 1.0", "leverage_min = 20.0"))
     with pytest.raises(InvalidArgument, match=r"leverage_min=20.0 > leverage_max=12.0"):
         load_scenario(bad)
+
+
+def test_cli_seed_option_changes_the_population(tmp_path: Path) -> None:
+    runner = CliRunner()
+    args = ["simulate", str(QUICKSTART), "--quiet", "--db"]
+    a = runner.invoke(app, [*args, str(tmp_path / "a.sqlite"), "--seed", "11"])
+    b = runner.invoke(app, [*args, str(tmp_path / "b.sqlite"), "--seed", "11"])
+    c = runner.invoke(app, [*args, str(tmp_path / "c.sqlite"), "--seed", "12"])
+    assert a.exit_code == b.exit_code == c.exit_code == 0, a.output
+    head = [line for line in a.output.splitlines() if line.startswith("log head")]
+    assert head and head[0] in b.output and head[0] not in c.output
+    bad = runner.invoke(app, [*args, str(tmp_path / "d.sqlite"), "--seed", "-1"])
+    assert bad.exit_code == 2 and "--seed=-1" in bad.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
@@ -75,11 +76,18 @@ def simulate(
         Path | None,
         typer.Option(help="SQLite file for the event log [default: <scenario name>.sqlite]"),
     ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Root seed of the account population [default: the file's]")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
 ) -> None:
     """Replay a scenario through the engine and print what liquidation did."""
     try:
         sc = load_scenario(scenario)
+        if seed is not None:
+            if not 0 <= seed < 2**63:
+                raise InvalidArgument(f"--seed={seed} must be within [0, 2**63)")
+            sc = dataclasses.replace(sc, seed=seed)
         db_path = db or Path(f"{sc.name}.sqlite")
         with Progress(
             TextColumn("[bold]{task.description}"),
