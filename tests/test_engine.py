@@ -9,7 +9,7 @@ from tests.conftest import ALICE, BOB, USDC, deposit, open_ledger
 
 from liqeng.clock import SimClock
 from liqeng.engine import Engine
-from liqeng.errors import Refused
+from liqeng.errors import InvalidArgument, Refused
 from liqeng.ids import AccountId, InstrumentId
 from liqeng.ledger.core import Ledger
 from liqeng.ledger.model import AccountKind, AccountSpec, Transaction
@@ -21,9 +21,7 @@ from liqeng.oracle import MedianOracle, PriceReport
 from liqeng.risk.margin import MarginParams
 
 KEEPER = AccountId("t/keeper")
-SYS = SystemAccounts(
-    AccountId("t/insurance-fund"), AccountId("t/settlement"), AccountId("t/bad-debt")
-)
+SYS = SystemAccounts.of("t")
 PERP = Perpetual(InstrumentId("t/ETH-PERP"), "ETH", USDC, 6)
 PUT = EuropeanOption(InstrumentId("t/ETH-1500-P"), "ETH", USDC, 6, 1500 * 10**6, 30 * 86400, False)
 SOURCES = ["s1", "s2", "s3", "s4", "s5"]
@@ -37,6 +35,7 @@ def make_engine(tmp_path: Path, fund_usd: int = 10_000) -> tuple[Engine, SimCloc
     for acc, kind in [
         (AccountId("t/world"), AccountKind.EXTERNAL),
         (SYS.insurance_fund, AccountKind.SYSTEM),
+        (SYS.fee_sink, AccountKind.SYSTEM),
         (SYS.settlement, AccountKind.SETTLEMENT),
         (SYS.bad_debt, AccountKind.BAD_DEBT),
         (ALICE, AccountKind.USER),
@@ -233,3 +232,22 @@ def test_retrying_a_liquidation_returns_the_first_one(tmp_path: Path) -> None:
     assert again.seq == first.seq and again.plan.penalty == first.plan.penalty == 250 * USD
     with pytest.raises(Refused, match="not-liquidatable"):
         engine.liquidate(ALICE, KEEPER, "keeper-req-2")  # a new id: nothing left to close
+
+
+def test_the_penalty_splits_three_ways(tmp_path: Path) -> None:
+    engine, clock = make_engine(tmp_path)
+    engine.mechanism = FixedFee(keeper_share=500_000_000, protocol_share=100_000_000)
+    engine.step(reports(0, 2000, 2000, 2000, 2000, 2000))
+    alice_goes_long(engine, 5, 2000)
+    clock.set(60)
+    step = engine.step(reports(60, 1850, 1850, 1850, 1850, 1850), keeper=KEEPER)
+    plan = step.liquidations[0].plan
+    # fee 250 (see test_liquidation_numbers): keeper 50% = 125, fee sink 10% = 25, fund 100
+    assert (plan.keeper_reward, plan.protocol_fee, plan.insurance_fee) == (
+        125 * USD,
+        25 * USD,
+        100 * USD,
+    )
+    assert engine.ledger.balance_units(SYS.fee_sink, USDC.id) == 25 * USD
+    with pytest.raises(InvalidArgument, match="protocol_share=600000000"):
+        FixedFee(keeper_share=500_000_000, protocol_share=600_000_000)

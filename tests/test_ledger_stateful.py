@@ -30,7 +30,7 @@ from liqeng.market.trading import fill
 from liqeng.risk.margin import AccountRisk, MarginParams
 
 USERS = [AccountId(f"t/u{i}") for i in range(4)]
-SYSTEM = SystemAccounts(AccountId("t/fund"), AccountId("t/settlement"), AccountId("t/bad-debt"))
+SYSTEM = SystemAccounts.of("t")
 PERP = Perpetual(InstrumentId("t/ETH-PERP"), "ETH", USDC, 6)
 PUT = EuropeanOption(InstrumentId("t/ETH-1500-P"), "ETH", USDC, 6, 1_500_000_000, 10**7, False)
 INSTRUMENTS = {PERP.id: PERP, PUT.id: PUT}
@@ -66,6 +66,7 @@ class LedgerMachine(RuleBasedStateMachine):
         kinds = [
             (WORLD, AccountKind.EXTERNAL),
             (SYSTEM.insurance_fund, AccountKind.SYSTEM),
+            (SYSTEM.fee_sink, AccountKind.SYSTEM),
             (SYSTEM.settlement, AccountKind.SETTLEMENT),
             (SYSTEM.bad_debt, AccountKind.BAD_DEBT),
         ]
@@ -178,12 +179,13 @@ class LedgerMachine(RuleBasedStateMachine):
             insurance_fund_balance=self.ledger.balance_units(SYSTEM.insurance_fund, USDC.id),
             system=SYSTEM,
         )
-        plan = FixedFee().plan(ctx)
+        plan = FixedFee(protocol_share=100_000_000).plan(ctx)  # 50% keeper, 10% fee sink
         if not self.commit(plan.transaction):
             return  # the keeper could not pay for what it took: refused, nothing moved
         assert self.ledger.positions_of(account) == {}
         assert self.ledger.balance_units(account, USDC.id) >= 0
         assert plan.bad_debt_covered + plan.bad_debt_uncovered >= 0
+        assert plan.penalty == plan.keeper_reward + plan.insurance_fee + plan.protocol_fee
 
     @rule(account=users, amount=units)
     def overdraft_fails(self, account: AccountId, amount: int) -> None:

@@ -11,37 +11,51 @@ import pytest
 from typer.testing import CliRunner
 
 from liqeng.cli import app
+from liqeng.clock import SimClock
 from liqeng.errors import InvalidArgument
-from liqeng.sim.runner import run
+from liqeng.ids import AssetId
+from liqeng.ledger.core import Ledger
+from liqeng.ledger.sqlite import SqliteStorage
+from liqeng.liquidation.base import SystemAccounts
+from liqeng.sim.runner import RunSummary, run
 from liqeng.sim.scenario import load_scenario
 
 QUICKSTART = Path(__file__).parent.parent / "scenarios" / "quickstart.toml"
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunSummary, Path]:
     db = tmp_path_factory.mktemp("sim") / "run1.sqlite"
     return run(load_scenario(QUICKSTART), db), db
 
 
-def test_quickstart_liquidates_and_accounts_for_every_unit(first_run: tuple[object, Path]) -> None:
-    s, _ = first_run
-    assert s.accounts == 300 and s.ticks == 384  # type: ignore[attr-defined]
+def test_quickstart_liquidates_and_accounts_for_every_unit(
+    first_run: tuple[RunSummary, Path],
+) -> None:
+    s, db = first_run
+    assert s.accounts == 300 and s.ticks == 384
     # Black Thursday took ETH from ~200 to ~88: many accounts must have been closed out
-    assert s.index_min < s.index_first // 2  # type: ignore[attr-defined]
-    assert s.liquidations > 50  # type: ignore[attr-defined]
-    # penalties split exactly between keeper and insurance fund
-    assert s.penalties == s.keeper_rewards + s.insurance_fees  # type: ignore[attr-defined]
-    # the fund moved by exactly its fees minus the bad debt it covered
-    assert s.insurance_fund_after - s.insurance_fund_before == (  # type: ignore[attr-defined]
-        s.insurance_fees - s.bad_debt_covered  # type: ignore[attr-defined]
+    assert s.index_min < s.index_first // 2
+    assert s.liquidations > 50
+    # read the ledger back from the file: each system account moved by what the plans said
+    storage = SqliteStorage(db, readonly=True)
+    ledger = Ledger(storage, SimClock(0))
+    system, usdc = SystemAccounts.of("quickstart"), AssetId("eth/USDC")
+    assert ledger.balance_units(system.fee_sink, usdc) == s.protocol_fees > 0
+    assert ledger.balance_units(system.insurance_fund, usdc) == s.insurance_fund_after
+    assert s.insurance_fund_after - s.insurance_fund_before == (
+        s.insurance_fees - s.bad_debt_covered
     )
+    assert -ledger.balance_units(system.bad_debt, usdc) == s.bad_debt_uncovered
+    storage.close()
 
 
-def test_same_seed_same_event_log_digest(first_run: tuple[object, Path], tmp_path: Path) -> None:
+def test_same_seed_same_event_log_digest(
+    first_run: tuple[RunSummary, Path], tmp_path: Path
+) -> None:
     s1, _ = first_run
     s2 = run(load_scenario(QUICKSTART), tmp_path / "run2.sqlite")
-    assert (s2.head, s2.state_digest, s2.events) == (s1.head, s1.state_digest, s1.events)  # type: ignore[attr-defined]
+    assert (s2.head, s2.state_digest, s2.events) == (s1.head, s1.state_digest, s1.events)
 
 
 def test_other_seed_other_digest(tmp_path: Path) -> None:
@@ -61,22 +75,22 @@ def test_other_seed_other_digest(tmp_path: Path) -> None:
     )
 
 
-def test_the_log_is_a_plain_sqlite_file(first_run: tuple[object, Path]) -> None:
+def test_the_log_is_a_plain_sqlite_file(first_run: tuple[RunSummary, Path]) -> None:
     s, db = first_run
     con = sqlite3.connect(db)
     n_liq = con.execute("SELECT count(*) FROM events WHERE kind = 'liquidation'").fetchone()[0]
-    assert n_liq == s.liquidations  # type: ignore[attr-defined]
+    assert n_liq == s.liquidations
     penalties = sum(
         int(v)
         for (v,) in con.execute(
             "SELECT json_extract(body, '$.memo.penalty') FROM events WHERE kind='liquidation'"
         )
     )
-    assert penalties == s.penalties  # type: ignore[attr-defined]
+    assert penalties == s.penalties
     con.close()
 
 
-def test_cli_simulate_and_verify(first_run: tuple[object, Path], tmp_path: Path) -> None:
+def test_cli_simulate_and_verify(first_run: tuple[RunSummary, Path], tmp_path: Path) -> None:
     runner = CliRunner()
     db = tmp_path / "cli.sqlite"
     out = runner.invoke(app, ["simulate", str(QUICKSTART), "--db", str(db), "--quiet"])

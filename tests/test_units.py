@@ -114,3 +114,8 @@ def test_parsing_ignores_the_ambient_decimal_context() -> None:
         big = "12345678901.123456789012345678"
         assert WETH.parse(big).units == 12345678901123456789012345678
         assert str(WETH.parse(big)) == big + " eth/WETH"
+
+
+def test_same_id_other_decimals_is_another_asset() -> None:
+    with pytest.raises(InvalidArgument, match=r"eth/USDC\(6\) and eth/USDC\(8\)"):
+        Amount(1, USDC) + Amount(1, Asset(USDC.id, 8))

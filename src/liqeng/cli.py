@@ -55,6 +55,7 @@ def _summary_table(s: RunSummary) -> Table:
         ("penalties paid", _money(s.penalties, d)),
         ("  to keepers", _money(s.keeper_rewards, d)),
         ("  to insurance fund", _money(s.insurance_fees, d)),
+        ("  to fee sink", _money(s.protocol_fees, d)),
         ("bad debt", _money(s.bad_debt_covered + s.bad_debt_uncovered, d)),
         ("  covered by insurance fund", _money(s.bad_debt_covered, d)),
         ("  uncovered", _money(s.bad_debt_uncovered, d)),

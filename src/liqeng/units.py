@@ -156,9 +156,11 @@ class Amount:
         if not isinstance(other, Amount):
             raise InvalidArgument(f"cannot {op} {self} and {other!r}: not an Amount")
         if other.asset != self.asset:
-            raise InvalidArgument(
-                f"cannot {op} {self.asset.id} and {other.asset.id}: different assets"
+            a, b = self.asset, other.asset
+            names = (
+                (a.id, b.id) if a.id != b.id else (f"{a.id}({a.decimals})", f"{b.id}({b.decimals})")
             )
+            raise InvalidArgument(f"cannot {op} {names[0]} and {names[1]}: different assets")
 
     def __add__(self, other: Amount) -> Amount:
         self._same(other, "add")

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from liqeng.ids import AccountId, InstrumentId, TxId
+from liqeng.ids import AccountId, InstrumentId, TxId, account_id
 from liqeng.ledger.model import Position, Transaction
 from liqeng.market.instruments import Instrument
 from liqeng.risk.margin import AccountRisk, MarginParams
@@ -21,11 +21,32 @@ __all__ = ["LiquidationContext", "LiquidationPlan", "Mechanism", "SystemAccounts
 
 @dataclass(frozen=True, slots=True)
 class SystemAccounts:
-    """The protocol's own accounts in one namespace."""
+    """The protocol's own accounts in one namespace: the insurance fund (first loss), the
+    settlement account (clears futures-style PnL), the bad-debt account (uncovered losses),
+    the fee sink (the protocol's revenue) and the backstop pool (funded by depositors; its
+    mechanism arrives with the liquidation-mechanisms work)."""
 
     insurance_fund: AccountId
     settlement: AccountId
     bad_debt: AccountId
+    fee_sink: AccountId
+    backstop_pool: AccountId
+
+    @staticmethod
+    def of(namespace: str) -> SystemAccounts:
+        """The conventional ids: ``<ns>/insurance-fund``, ``<ns>/settlement``, …"""
+        return SystemAccounts(
+            *(
+                AccountId(account_id(f"{namespace}/{name}"))
+                for name in (
+                    "insurance-fund",
+                    "settlement",
+                    "bad-debt",
+                    "fee-sink",
+                    "backstop-pool",
+                )
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +74,8 @@ class LiquidationPlan:
     """The transaction and its figures, all in quote base units.
 
     ``seized`` is what the account lost in the liquidation (realised losses, premium paid
-    to buy back options and the penalty); ``bad_debt = covered + uncovered``.
+    to buy back options and the penalty); ``penalty = keeper_reward + insurance_fee +
+    protocol_fee``; ``bad_debt = covered + uncovered``.
     """
 
     transaction: Transaction
@@ -62,6 +84,7 @@ class LiquidationPlan:
     penalty: int
     keeper_reward: int
     insurance_fee: int
+    protocol_fee: int
     bad_debt_covered: int
     bad_debt_uncovered: int
 
@@ -81,6 +104,7 @@ _FIGURES = (
     "penalty",
     "keeper_reward",
     "insurance_fee",
+    "protocol_fee",
     "bad_debt_covered",
     "bad_debt_uncovered",
 )

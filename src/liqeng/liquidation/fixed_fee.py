@@ -7,7 +7,8 @@ For a liquidatable account with cash ``c``:
    long); the fills realise cash ``c1 = c + sum(fill cash)``;
 2. ``penalty = ceil(penalty_rate * notional)`` with ``notional = sum |size| * index``;
    the account pays ``fee = min(penalty, max(c1, 0))``; the keeper gets
-   ``floor(fee * keeper_share)``, the insurance fund the rest;
+   ``floor(fee * keeper_share)``, the fee sink ``floor(fee * protocol_share)``, the
+   insurance fund the rest;
 3. if ``c2 = c1 - fee < 0`` the shortfall is bad debt: the insurance fund covers up to its
    balance, the remainder is booked against the bad-debt account (uncovered).
 """
@@ -31,15 +32,18 @@ __all__ = ["FixedFee"]
 
 @dataclass(frozen=True, slots=True)
 class FixedFee:
-    """``penalty_rate`` and ``keeper_share`` are parts per ``RATE_SCALE`` (5% = 5e7)."""
+    """Rates are parts per ``RATE_SCALE`` (5% = 5e7); ``keeper_share + protocol_share``
+    of the penalty may not exceed the whole of it."""
 
     penalty_rate: int = 50_000_000
     keeper_share: int = 500_000_000
+    protocol_share: int = 0
     name: str = "fixed-fee"
 
     def __post_init__(self) -> None:
         check_int("penalty_rate", self.penalty_rate, 0, RATE_SCALE)
         check_int("keeper_share", self.keeper_share, 0, RATE_SCALE)
+        check_int("protocol_share", self.protocol_share, 0, RATE_SCALE - self.keeper_share)
 
     def plan(self, ctx: LiquidationContext) -> LiquidationPlan:
         if not ctx.risk.is_liquidatable:
@@ -87,7 +91,8 @@ class FixedFee:
         penalty = mul_div_up(notional, self.penalty_rate, RATE_SCALE)
         fee = min(penalty, max(c1, 0))
         keeper_reward = mul_div_down(fee, self.keeper_share, RATE_SCALE)
-        insurance_fee = fee - keeper_reward
+        protocol_fee = mul_div_down(fee, self.protocol_share, RATE_SCALE)
+        insurance_fee = fee - keeper_reward - protocol_fee
         c2 = c1 - fee
         bad = max(-c2, 0)
         covered = min(bad, ctx.insurance_fund_balance + insurance_fee)
@@ -95,6 +100,7 @@ class FixedFee:
         moves = (
             (ctx.account, -fee),
             (ctx.keeper, keeper_reward),
+            (ctx.system.fee_sink, protocol_fee),
             (ctx.system.insurance_fund, insurance_fee - covered),
             (ctx.account, covered + uncovered),
             (ctx.system.bad_debt, -uncovered),
@@ -112,10 +118,19 @@ class FixedFee:
             "penalty": str(fee),
             "keeper_reward": str(keeper_reward),
             "insurance_fee": str(insurance_fee),
+            "protocol_fee": str(protocol_fee),
             "bad_debt_covered": str(covered),
             "bad_debt_uncovered": str(uncovered),
         }
         tx = Transaction(ctx.tx_id, "liquidation", tuple(postings), tuple(changes), memo)
         return LiquidationPlan(
-            tx, notional, seized, fee, keeper_reward, insurance_fee, covered, uncovered
+            tx,
+            notional,
+            seized,
+            fee,
+            keeper_reward,
+            insurance_fee,
+            protocol_fee,
+            covered,
+            uncovered,
         )

@@ -1,7 +1,8 @@
 """Run a scenario through the engine and sum up what happened.
 
 Setup (one batch at the first tick): register the quote asset, open the system accounts
-(``world`` external, ``settlement``, ``bad-debt``, ``insurance-fund``), the market maker,
+(``world`` external, ``settlement``, ``bad-debt``, ``insurance-fund``, ``fee-sink``,
+``backstop-pool``), the market maker,
 the keeper and the generated accounts, fund them, and open every generated position
 against the market maker at the first index price. Then each tick is one
 ``Engine.step`` with the built-in keeper liquidating whatever is liquidatable.
@@ -59,6 +60,7 @@ class RunSummary:
     penalties: int
     keeper_rewards: int
     insurance_fees: int
+    protocol_fees: int
     bad_debt_covered: int
     bad_debt_uncovered: int
     insurance_fund_before: int
@@ -143,6 +145,7 @@ def run(
         penalties=sum(p.penalty for p in plans),
         keeper_rewards=sum(p.keeper_reward for p in plans),
         insurance_fees=sum(p.insurance_fee for p in plans),
+        protocol_fees=sum(p.protocol_fee for p in plans),
         bad_debt_covered=sum(p.bad_debt_covered for p in plans),
         bad_debt_uncovered=sum(p.bad_debt_uncovered for p in plans),
         insurance_fund_before=if_before,
@@ -165,11 +168,7 @@ def _build(sc: Scenario, db_path: Path) -> _World:
     storage = SqliteStorage(db_path)
     ledger = Ledger(storage, clock)
     ns = sc.namespace
-    system = SystemAccounts(
-        insurance_fund=AccountId(f"{ns}/insurance-fund"),
-        settlement=AccountId(f"{ns}/settlement"),
-        bad_debt=AccountId(f"{ns}/bad-debt"),
-    )
+    system = SystemAccounts.of(ns)
     margin = MarginParams(
         perp_maintenance_rate=sc.perp_maintenance_rate,
         option_maintenance_rate=sc.option_maintenance_rate,
@@ -187,7 +186,7 @@ def _build(sc: Scenario, db_path: Path) -> _World:
         quote=quote,
         instruments={perp: Perpetual(perp, sc.underlying, quote, sc.perp_size_decimals)},
         margin=margin,
-        mechanism=FixedFee(sc.penalty_rate, sc.keeper_share),
+        mechanism=FixedFee(sc.penalty_rate, sc.keeper_share, sc.protocol_share),
         system=system,
     )
     first = engine.step(path[0][1])
@@ -239,6 +238,8 @@ def _setup(
         (system.settlement, AccountKind.SETTLEMENT),
         (system.bad_debt, AccountKind.BAD_DEBT),
         (system.insurance_fund, AccountKind.SYSTEM),
+        (system.fee_sink, AccountKind.SYSTEM),
+        (system.backstop_pool, AccountKind.SYSTEM),
         (mm, AccountKind.USER),
         (keeper, AccountKind.USER),
     ):

@@ -73,6 +73,7 @@ class Scenario:
     mechanism: str
     penalty_rate: int
     keeper_share: int
+    protocol_share: int
     accounts: int
     collateral_median: float
     collateral_sigma: float
@@ -135,6 +136,8 @@ def load_scenario(path: str | Path) -> Scenario:
             raise InvalidArgument(
                 f"{ac.where}: {lo}={ac.get(lo, float)} > {hi}={ac.get(hi, float)}"
             )
+    if lq.get("keeper_share", float) + lq.get("protocol_share", float) > 1:
+        raise InvalidArgument(f"{lq.where}: keeper_share + protocol_share must not exceed 1")
     return Scenario(
         path=p,
         digest=hashlib.sha256(raw).hexdigest(),
@@ -160,6 +163,7 @@ def load_scenario(path: str | Path) -> Scenario:
         mechanism=mechanism,
         penalty_rate=rate(lq.get("penalty_rate", float, 0, 1), "penalty_rate"),
         keeper_share=rate(lq.get("keeper_share", float, 0, 1), "keeper_share"),
+        protocol_share=rate(lq.get("protocol_share", float, 0, 1), "protocol_share"),
         accounts=ac.get("count", int, 1, 1_000_000),
         collateral_median=ac.get("collateral_median", float, 1, 1e12),
         collateral_sigma=ac.get("collateral_sigma", float, 0, 5),
