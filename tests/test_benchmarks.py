@@ -56,3 +56,33 @@ def test_quick_benchmark_writes_its_figures(tmp_path: Path) -> None:
         assert runs["median"] > 0 and runs["min"] > 0, key
         assert len(runs["runs"]) == reopen["repeats"], key
     assert reopen["build"]["tx_per_s"] > 0
+
+
+SCAN_BENCH = BENCH.parent / "scan_bench.py"
+
+
+@pytest.mark.slow
+def test_quick_scan_benchmark_writes_its_figures(tmp_path: Path) -> None:
+    out = tmp_path / "scan.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, str(SCAN_BENCH), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    res = json.loads(out.read_text())
+    assert res["mode"] == "quick"
+    assert res["incremental"]["equals_full_scan"] is True
+    for section, key in (
+        ("full_scan", "median"),
+        ("incremental", "median"),
+        ("black76", "options_per_s"),
+        ("copy", "gb_per_s"),
+        ("memory", "scan_traced_peak_bytes"),
+    ):
+        assert res[section][key] > 0, (section, key)
+    assert res["book"]["accounts"] > 0 and res["book"]["positions"] > 0

@@ -1,0 +1,326 @@
+"""Screening-scan benchmark: re-margin every account after a price update.
+
+Usage::
+
+    python benchmarks/scan_bench.py [--quick] [--json PATH] [--seed N]
+
+A synthetic book from one seeded ``numpy.random.Generator``: 1,000,000 accounts holding
+5,000,000 positions over 5,000 options and 10 perpetuals on 10 underlyings (``--quick``:
+a tenth of each). Every account trades one home underlying (uniform); 2% also hold the
+perp of another one, so one underlying moving touches about 10% of the accounts. Cash is
+placed around each account's requirement, so a few percent are candidates.
+
+Figures (medians over ``repeats`` runs after one warm-up):
+
+- ``full_scan``: ``scan`` of the whole book (Black-76 for every option once, two CSR
+  products), and ``candidates`` on its result;
+- ``memory``: tracemalloc peak of one scan (numpy/scipy buffers it allocates) and the
+  process's peak RSS up to the incremental figures (book, generator arrays, a probe book
+  used to place cash, scan results), before the Black-76 and copy buffers;
+- ``incremental``: ``rescan`` after one underlying moved;
+- ``black76``: options priced per second by ``liqeng.market.black76.price`` alone
+  (1,000,000 random options per call);
+- ``aggregation``: one accounts × positions sum (one column) by CSR product,
+  ``np.bincount`` and ``np.add.reduceat`` (why the scan uses CSR);
+- ``copy``: numpy copy of a 1 GiB array (``--quick``: 128 MiB) into a preallocated one,
+  GB/s of bytes copied (each byte is read once and written once): the physical reference.
+
+Targets (issue 4, 23 scenarios on the 2-core machine): full scan <= 0.10 s and <= 2 GiB,
+incremental <= 20 ms. This is the one-scenario (standard margin) scan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy  # type: ignore[import-untyped]
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "src"))
+
+from liqeng.market import black76  # noqa: E402
+from liqeng.risk.margin import MarginParams  # noqa: E402
+from liqeng.risk.scan import Book, candidates, rescan, scan  # noqa: E402
+
+UNDERLYINGS = ("BTC", "ETH", "SOL", "XRP", "BNB", "DOGE", "ADA", "AVAX", "LINK", "DOT")
+SPOTS = np.array([60_000, 3_000, 150, 0.6, 550, 0.15, 0.45, 35, 15, 7.0]) * 1e6  # USDC(6)
+NOW = 1_700_000_000
+DAY = 86_400
+FULL = {"accounts": 1_000_000, "positions": 5_000_000, "options": 5_000, "repeats": 7}
+QUICK = {"accounts": 100_000, "positions": 500_000, "options": 500, "repeats": 5}
+TARGET_FULL_S = 0.10
+TARGET_MEMORY_GIB = 2.0
+TARGET_INCREMENTAL_MS = 20.0
+PARAMS = MarginParams()
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> dict[str, Any]:
+    fn()  # warm-up
+    runs = []
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            runs.append(time.perf_counter() - t0)
+    finally:
+        gc.enable()
+    return {"median": statistics.median(runs), "min": min(runs), "runs": runs}
+
+
+def synthetic_book(rng: np.random.Generator, n_acc: int, n_pos: int, n_opt: int) -> Book:
+    n_u = len(UNDERLYINGS)
+    per_u = n_opt // n_u  # options per underlying; instrument block = per_u options + 1 perp
+    block = per_u + 1
+    n_i = block * n_u
+    und = np.repeat(np.arange(n_u), block)
+    is_option = np.ones(n_i, dtype=bool)
+    is_option[block - 1 :: block] = False  # the last instrument of each block is the perp
+    spot = SPOTS[und]
+    strike = np.where(is_option, np.round(spot * rng.uniform(0.5, 1.5, n_i)), 0.0)
+    expiry = NOW + rng.integers(-DAY, 180 * DAY, n_i)  # a few already expired
+    is_call = rng.random(n_i) < 0.5
+    size_decimals = np.full(n_i, 3, dtype=np.int64)
+
+    # positions: 1 + multinomial so the total is exactly n_pos, at most 15 per account
+    extra = rng.multinomial(n_pos - n_acc, np.full(n_acc, 1.0 / n_acc))
+    counts = np.minimum(1 + extra, 15)
+    home = rng.integers(0, n_u, n_acc)
+    account = np.repeat(np.arange(n_acc), counts)
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    j = np.arange(account.size) - first  # 0..count-1 within the account
+    start = np.repeat(rng.integers(0, block, n_acc), counts)
+    step = np.repeat(rng.integers(1, block // 15 + 1, n_acc), counts)
+    instrument = home[account] * block + (start + j * step) % block  # distinct per account
+    cross = np.flatnonzero(rng.random(n_acc) < 0.02)  # last position -> another perp
+    last = np.cumsum(counts)[cross] - 1
+    other = (home[cross] + rng.integers(1, n_u, cross.size)) % n_u
+    instrument[last] = other * block + block - 1
+    size = rng.integers(1, 10_000, account.size) * np.where(rng.random(account.size) < 0.5, -1, 1)
+    entry = np.round(SPOTS[und[instrument]] * rng.uniform(0.8, 1.2, account.size))
+
+    arrays = {
+        "underlyings": UNDERLYINGS,
+        "is_option": is_option,
+        "strike": strike,
+        "expiry_ts": expiry,
+        "is_call": is_call,
+        "size_decimals": size_decimals,
+        "underlying": und,
+        "account": account,
+        "instrument": instrument,
+        "size": size.astype(np.float64),
+        "entry_price": entry,
+    }
+    probe = Book.from_arrays(**arrays, cash=np.zeros(n_acc))
+    res = scan(probe, SPOTS, NOW, PARAMS)
+    # cash around the requirement: lognormal cushion, 3% of accounts short of it
+    cushion = res.maintenance_margin * rng.lognormal(-1.0, 1.0, n_acc)
+    cushion[rng.random(n_acc) < 0.03] *= -1.0
+    cash = np.round(res.maintenance_margin - res.equity + cushion)
+    return Book.from_arrays(**arrays, cash=cash)
+
+
+def machine() -> dict[str, Any]:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "git_commit": commit,
+    }
+
+
+def run(cfg: dict[str, int], seed: int, copy_bytes: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    repeats = cfg["repeats"]
+    t0 = time.perf_counter()
+    book = synthetic_book(rng, cfg["accounts"], cfg["positions"], cfg["options"])
+    build_s = time.perf_counter() - t0
+    prices = SPOTS.copy()
+
+    full = median_time(lambda: scan(book, prices, NOW, PARAMS), repeats)
+    result = scan(book, prices, NOW, PARAMS)
+    cand = median_time(lambda: candidates(result), repeats)
+    n_candidates = int(candidates(result).size)
+
+    gc.collect()
+    tracemalloc.start()
+    scan(book, prices, NOW, PARAMS)
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    moved = {"ETH": float(prices[1] * 0.97)}
+    touched = int(book.exposed_accounts("ETH").size)
+    inc = median_time(lambda: rescan(book, result, moved), repeats)
+    after = rescan(book, result, moved)
+    full_after = scan(book, {**dict(zip(UNDERLYINGS, prices, strict=True)), **moved}, NOW, PARAMS)
+    equal = bool(
+        np.array_equal(after.equity, full_after.equity)
+        and np.array_equal(after.maintenance_margin, full_after.maintenance_margin)
+    )
+
+    # peak RSS of the book and the scans, before the Black-76 and copy buffers below
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    n_b76 = 1_000_000
+    f = rng.uniform(50.0, 150.0, n_b76)
+    k = rng.uniform(50.0, 150.0, n_b76)
+    t = rng.uniform(0.0, 1.0, n_b76)
+    s = rng.uniform(0.1, 1.5, n_b76)
+    c = rng.random(n_b76) < 0.5
+    b76 = median_time(lambda: black76.price(f, k, t, s, c), max(3, repeats // 2))
+
+    # aggregation alternatives on the same sparsity pattern (signed q, one column)
+    q = book.size / book.scale[book.instrument]
+    x = rng.standard_normal(book.n_instruments)
+    import scipy.sparse as sp  # type: ignore[import-untyped]
+
+    counts = np.bincount(book.account, minlength=book.n_accounts)
+    indptr = np.concatenate(([0], np.cumsum(counts)))
+    mat = sp.csr_matrix(
+        (q, book.instrument.astype(np.int32), indptr.astype(np.int32)),
+        shape=(book.n_accounts, book.n_instruments),
+    )
+    starts = indptr[:-1][counts > 0]
+    agg = {
+        "csr_matvec_s": median_time(lambda: mat @ x, repeats)["median"],
+        "bincount_s": median_time(
+            lambda: np.bincount(book.account, q * x[book.instrument], book.n_accounts), repeats
+        )["median"],
+        "reduceat_s": median_time(lambda: np.add.reduceat(q * x[book.instrument], starts), repeats)[
+            "median"
+        ],
+    }
+
+    src = np.ones(copy_bytes // 8)
+    dst = np.empty_like(src)
+    cp = median_time(lambda: np.copyto(dst, src), 5)
+
+    return {
+        "book": {
+            "accounts": book.n_accounts,
+            "positions": book.n_positions,
+            "instruments": book.n_instruments,
+            "options": int(book.is_option.sum()),
+            "underlyings": len(book.underlyings),
+            "scenarios": 1,
+            "build_s": build_s,
+        },
+        "full_scan": {**full, "target_s": TARGET_FULL_S},
+        "candidates": {**cand, "count": n_candidates},
+        "memory": {
+            "scan_traced_peak_bytes": traced_peak,
+            "process_peak_rss_bytes": maxrss,
+            "target_bytes": int(TARGET_MEMORY_GIB * 2**30),
+        },
+        "incremental": {
+            **inc,
+            "moved": "ETH",
+            "accounts_touched": touched,
+            "fraction_touched": touched / book.n_accounts,
+            "equals_full_scan": equal,
+            "target_s": TARGET_INCREMENTAL_MS / 1000,
+        },
+        "black76": {**b76, "options": n_b76, "options_per_s": n_b76 / b76["median"]},
+        "aggregation": agg,
+        "copy": {**cp, "bytes": copy_bytes, "gb_per_s": copy_bytes / cp["median"] / 1e9},
+    }
+
+
+def show(res: dict[str, Any]) -> None:
+    b = res["book"]
+    table = Table(
+        title=f"liqeng scan: {b['accounts']:,} accounts, {b['positions']:,} positions, "
+        f"{b['options']:,} options, {b['scenarios']} scenario ({res['mode']})"
+    )
+    table.add_column("figure")
+    table.add_column("measured", justify="right")
+    table.add_column("target", justify="right")
+    mem = res["memory"]
+    inc = res["incremental"]
+    table.add_row("book build (once)", f"{b['build_s']:.2f} s", "")
+    table.add_row(
+        "full scan, median", f"{res['full_scan']['median'] * 1e3:.1f} ms", f"<= {TARGET_FULL_S} s"
+    )
+    table.add_row(
+        "candidates (screen + order)",
+        f"{res['candidates']['median'] * 1e3:.1f} ms ({res['candidates']['count']:,})",
+        "",
+    )
+    table.add_row(
+        "scan peak memory (tracemalloc)",
+        f"{mem['scan_traced_peak_bytes'] / 2**20:.0f} MiB",
+        f"<= {TARGET_MEMORY_GIB} GiB",
+    )
+    table.add_row("process peak RSS", f"{mem['process_peak_rss_bytes'] / 2**20:.0f} MiB", "")
+    table.add_row(
+        f"incremental tick ({inc['fraction_touched']:.1%} accounts)",
+        f"{inc['median'] * 1e3:.1f} ms",
+        f"<= {TARGET_INCREMENTAL_MS:.0f} ms",
+    )
+    table.add_row("incremental == full scan", str(inc["equals_full_scan"]), "True")
+    table.add_row("Black-76 options/s", f"{res['black76']['options_per_s']:,.0f}", "")
+    agg = res["aggregation"]
+    table.add_row(
+        "aggregate: CSR / bincount / reduceat",
+        f"{agg['csr_matvec_s'] * 1e3:.1f} / {agg['bincount_s'] * 1e3:.1f} / "
+        f"{agg['reduceat_s'] * 1e3:.1f} ms",
+        "",
+    )
+    cp = res["copy"]
+    table.add_row(
+        f"numpy copy {cp['bytes'] / 2**30:g} GiB", f"{cp['gb_per_s']:.1f} GB/s", "(reference)"
+    )
+    Console().print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tenth of the book")
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "scan.json")
+    parser.add_argument("--seed", type=int, default=20_240_601)
+    args = parser.parse_args()
+    cfg = QUICK if args.quick else FULL
+    copy_bytes = 2**27 if args.quick else 2**30
+    res = {
+        "mode": "quick" if args.quick else "full",
+        "seed": args.seed,
+        "config": cfg,
+        **run(cfg, args.seed, copy_bytes),
+        "machine": machine(),
+    }
+    show(res)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(res, indent=2) + "\n")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
