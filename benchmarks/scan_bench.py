@@ -223,6 +223,9 @@ def run(cfg: dict[str, int], seed: int, copy_bytes: int) -> dict[str, Any]:
     loop = vollib_loop(book, prices, rng, sample=20_000)
     if loop is not None:
         loop["ratio_to_full_scan"] = loop["extrapolated_s"] / full["median"]
+    vectorized = pvv_per_position(book, prices)
+    if vectorized is not None:
+        vectorized["ratio_to_full_scan"] = vectorized["median"] / full["median"]
 
     src = np.ones(copy_bytes // 8)
     dst = np.empty_like(src)
@@ -256,6 +259,7 @@ def run(cfg: dict[str, int], seed: int, copy_bytes: int) -> dict[str, Any]:
         "black76": {**b76, "options": n_b76, "options_per_s": n_b76 / b76["median"]},
         "aggregation": agg,
         "vollib_loop": loop,
+        "py_vollib_vectorized": vectorized,
         "copy": {**cp, "bytes": copy_bytes, "gb_per_s": copy_bytes / cp["median"] / 1e9},
     }
 
@@ -298,6 +302,34 @@ def vollib_loop(
         "per_position_s": per_position,
         "extrapolated_s": per_position * book.n_positions,
     }
+
+
+def pvv_per_position(book: Book, prices: np.ndarray) -> dict[str, Any] | None:
+    """``py_vollib_vectorized`` over every option *position* (not per instrument), then a
+    bincount into accounts: the vectorised way without liqeng. ``None`` unless the
+    ``bench`` extra is installed."""
+    try:
+        import py_vollib_vectorized as pvv  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    opt = book.is_option[book.instrument]
+    inst = book.instrument[opt]
+    forward = prices[book.underlying[inst]].astype(np.float64)
+    years = np.maximum(book.expiry_ts[inst] - NOW, 1) / YEAR_SECONDS
+    flags = np.where(book.is_call[inst], "c", "p")
+    units = book.size[opt] / book.scale[inst]
+    accounts = book.account[opt]
+    vol = float(PARAMS.vol)
+
+    def value() -> np.ndarray:
+        v = pvv.vectorized_black(
+            flags, forward, book.strike[inst], years, 0.0, vol, return_as="numpy"
+        )
+        return np.bincount(accounts, units * v, book.n_accounts)
+
+    value()  # numba compiles on the first call
+    timed = median_time(value, 3)
+    return {**timed, "option_positions": int(opt.sum())}
 
 
 def show(res: dict[str, Any]) -> None:
@@ -345,6 +377,13 @@ def show(res: dict[str, Any]) -> None:
         table.add_row(
             f"vollib in a Python loop ({loop['sample_positions']:,} sampled, extrapolated)",
             f"{loop['extrapolated_s']:.0f} s = {loop['ratio_to_full_scan']:,.0f}x the scan",
+            "",
+        )
+    vec = res.get("py_vollib_vectorized")
+    if vec:
+        table.add_row(
+            f"py_vollib_vectorized per position ({vec['option_positions']:,})",
+            f"{vec['median']:.2f} s = {vec['ratio_to_full_scan']:,.0f}x the scan",
             "",
         )
     cp = res["copy"]
