@@ -14,10 +14,10 @@ from liqeng.risk.portfolio import (
     DERIBIT_BTC_PM,
     LYRA_LIKE,
     PortfolioMarginModel,
-    Position,
-    Positions,
     Scenario,
     ScenarioGrid,
+    ScenarioPosition,
+    ScenarioPositions,
     VolShockCurve,
     deribit_grid,
     deribit_vol_curve,
@@ -28,8 +28,8 @@ from liqeng.risk.portfolio import (
 NOW = int(datetime(2024, 6, 17, 10, 22, 20, tzinfo=UTC).timestamp())
 JUN28 = int(datetime(2024, 6, 28, 8, 0, 0, tzinfo=UTC).timestamp())  # Deribit expiry 08:00 UTC
 T_JUN28 = black76.year_fraction(NOW, JUN28)  # 10 d 21 h 37 m 40 s = 0.029866 y
-PERP = Position("future", 0.314538364, 66_000.0)
-FUT = Position("future", -0.001187534, 66_200.0, T_JUN28)
+PERP = ScenarioPosition("future", 0.314538364, 66_000.0)
+FUT = ScenarioPosition("future", -0.001187534, 66_200.0, T_JUN28)
 SPOT = 66_000.0  # coin P&L of futures does not depend on the level
 
 
@@ -53,7 +53,7 @@ def test_deribit_grid_shape() -> None:
 
 def test_perp_standard_row() -> None:
     # q·(1 - 1/(1+m)), q = 0.314538364, m = -16 % .. +16 % step 4 %
-    row = scenario_pnl(Positions.of([PERP]), DERIBIT_BTC_PM.grid, inverse=True)[0]
+    row = scenario_pnl(ScenarioPositions.of([PERP]), DERIBIT_BTC_PM.grid, inverse=True)[0]
     expected = [
         -0.0599120693, -0.0428915951, -0.0273511621, -0.0131057652, 0.0,
         0.0120976294, 0.0232991381, 0.0337005390, 0.0433846019,
@@ -65,7 +65,7 @@ def test_perp_standard_row() -> None:
 def test_perp_extended_moves_equal_the_edge_buckets() -> None:
     # coin weight makes w(m)·q·(1 - 1/(1+m)) = q·pr/(1 ± pr): the ±16 % bucket
     grid = DERIBIT_BTC_PM.grid
-    row = scenario_pnl(Positions.of([PERP]), grid, inverse=True)[0] * grid.weights
+    row = scenario_pnl(ScenarioPositions.of([PERP]), grid, inverse=True)[0] * grid.weights
     ext = row[27:]
     assert ext[:2] == pytest.approx([-0.0599120693] * 2, abs=1e-10)
     assert ext[2:] == pytest.approx([0.0433846019] * 6, abs=1e-10)
@@ -73,7 +73,7 @@ def test_perp_extended_moves_equal_the_edge_buckets() -> None:
 
 def test_deribit_golden_vector() -> None:
     r = DERIBIT_BTC_PM.margin([PERP, FUT], SPOT, open_orders_margin=0.000018212, mmp_margin=0.06)
-    fut_row = scenario_pnl(Positions.of([FUT]), DERIBIT_BTC_PM.grid, inverse=True)[0]
+    fut_row = scenario_pnl(ScenarioPositions.of([FUT]), DERIBIT_BTC_PM.grid, inverse=True)[0]
     assert fut_row[0] == pytest.approx(0.0002261970, abs=1e-10)
     assert r.worst_case == pytest.approx(0.0596858724, abs=1e-10)
     assert DERIBIT_BTC_PM.grid.scenarios[r.worst_scenario].spot_move in (-0.16, -0.66)
@@ -124,9 +124,9 @@ def test_lyra_like_grid() -> None:
 
 
 def test_option_pnl_matches_scalar_black76() -> None:
-    call = Position("call", -2.0, 60_000.0, 0.1, 65_000.0, 0.6)
-    put = Position("put", 1.5, 61_000.0, 0.3, 55_000.0, 0.7)
-    pos = Positions.of([call, put, PERP])
+    call = ScenarioPosition("call", -2.0, 60_000.0, 0.1, 65_000.0, 0.6)
+    put = ScenarioPosition("put", 1.5, 61_000.0, 0.3, 55_000.0, 0.7)
+    pos = ScenarioPositions.of([call, put, PERP])
     grid = lyra_like_grid()
     curve = grid.vol_curve
     assert curve is not None
@@ -144,7 +144,7 @@ def test_option_pnl_matches_scalar_black76() -> None:
 
 
 def test_short_call_margin_is_worst_loss_usd() -> None:
-    short = Position("call", -1.0, 60_000.0, 30 / 365, 60_000.0, 0.5)
+    short = ScenarioPosition("call", -1.0, 60_000.0, 30 / 365, 60_000.0, 0.5)
     r = LYRA_LIKE.margin([short], 60_000.0)
     assert r.worst_case == pytest.approx(-min(r.scenario_pnl))
     assert r.worst_case > 0.15 * 60_000.0 * 0.5  # +15 % spot and vol up beats half the move
@@ -154,7 +154,7 @@ def test_short_call_margin_is_worst_loss_usd() -> None:
 
 def test_gains_do_not_offset_unless_pnl_offset() -> None:
     grid = ScenarioGrid((Scenario(0.1), Scenario(0.2)))
-    long_ = [Position("future", 1.0, 100.0)]
+    long_ = [ScenarioPosition("future", 1.0, 100.0)]
     assert PortfolioMarginModel(grid, inverse=False).margin(long_, 100.0).worst_case == 0.0
     half = PortfolioMarginModel(grid, inverse=False, pnl_offset=0.5).margin(long_, 100.0)
     assert half.worst_case == pytest.approx(-5.0)  # credit: 0.5 · 10 USD gain
@@ -162,8 +162,8 @@ def test_gains_do_not_offset_unless_pnl_offset() -> None:
 
 def test_delta_shock_kicks_in_above_threshold() -> None:
     # |δ| = 400 BTC, threshold 20e6/50e3 = 400 → 0; at 500: 500·min(0.1, 5e-5·100) = 2.5
-    assert DERIBIT_BTC_PM.margin([Position("future", 400.0, 5e4)], 5e4).delta_shock == 0.0
-    r = DERIBIT_BTC_PM.margin([Position("future", 500.0, 5e4)], 5e4)
+    assert DERIBIT_BTC_PM.margin([ScenarioPosition("future", 400.0, 5e4)], 5e4).delta_shock == 0.0
+    r = DERIBIT_BTC_PM.margin([ScenarioPosition("future", 500.0, 5e4)], 5e4)
     assert r.delta_shock == pytest.approx(2.5)
 
 
@@ -177,8 +177,8 @@ def test_empty_portfolio_has_zero_margin() -> None:
     [
         (lambda: DERIBIT_BTC_PM.margin([PERP], math.nan), "spot=nan"),
         (lambda: DERIBIT_BTC_PM.margin([PERP], -1.0), "spot=-1.0"),
-        (lambda: Position("call", 1.0, 100.0, 0.1, 100.0, -0.2), "sigma=-0.2"),
-        (lambda: Position("future", math.nan, 100.0), "quantity=nan"),
+        (lambda: ScenarioPosition("call", 1.0, 100.0, 0.1, 100.0, -0.2), "sigma=-0.2"),
+        (lambda: ScenarioPosition("future", math.nan, 100.0), "quantity=nan"),
         (lambda: ScenarioGrid(()), "scenarios=()"),
         (lambda: ScenarioGrid((Scenario(0.1, 1),)), "vol_curve=None"),
         (lambda: Scenario(-1.0), "spot_move=-1.0"),

@@ -59,10 +59,10 @@ __all__ = [
     "Kind",
     "PortfolioMargin",
     "PortfolioMarginModel",
-    "Position",
-    "Positions",
     "Scenario",
     "ScenarioGrid",
+    "ScenarioPosition",
+    "ScenarioPositions",
     "VolShockCurve",
     "deribit_grid",
     "deribit_vol_curve",
@@ -242,7 +242,7 @@ def lyra_like_grid(vol_curve: VolShockCurve | None = None) -> ScenarioGrid:
 
 
 @dataclass(frozen=True, slots=True)
-class Position:
+class ScenarioPosition:
     """``quantity`` coins (signed; > 0 long) of a future/perpetual or a European option on the
     forward ``forward`` (USD), ``t_years`` to expiry (0 for a perpetual); options need a
     ``strike`` and a ``sigma`` (annualised vol, >= 0)."""
@@ -266,8 +266,8 @@ class Position:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Positions:
-    """Column arrays of positions (built by ``Positions.of``); ``is_option`` and ``is_call``
+class ScenarioPositions:
+    """Column arrays of positions (built by ``ScenarioPositions.of``); ``is_option`` and ``is_call``
     are boolean masks; ``strike`` is 1 for futures (unused)."""
 
     quantity: FloatArray
@@ -279,11 +279,11 @@ class Positions:
     is_call: npt.NDArray[np.bool_]
 
     @classmethod
-    def of(cls, positions: Sequence[Position]) -> Positions:
-        """Stack validated ``Position`` records into columns."""
+    def of(cls, positions: Sequence[ScenarioPosition]) -> ScenarioPositions:
+        """Stack validated ``ScenarioPosition`` records into columns."""
         for p in positions:
-            if not isinstance(p, Position):
-                raise InvalidArgument(f"position={p!r} must be a Position")
+            if not isinstance(p, ScenarioPosition):
+                raise InvalidArgument(f"position={p!r} must be a ScenarioPosition")
 
         def col(name: str) -> FloatArray:
             return np.array([float(getattr(p, name)) for p in positions], dtype=np.float64)
@@ -303,7 +303,7 @@ class Positions:
         return int(self.quantity.shape[0])
 
 
-def _values_and_deltas(pos: Positions, inverse: bool) -> tuple[FloatArray, FloatArray]:
+def _values_and_deltas(pos: ScenarioPositions, inverse: bool) -> tuple[FloatArray, FloatArray]:
     """Per-coin value now (settlement units) and per-coin delta of each position."""
     f, t, s, k, c = pos.forward, pos.t_years, pos.sigma, pos.strike, pos.is_call
     v = np.where(pos.is_option, black76.price(f, k, t, s, c), 0.0)
@@ -313,7 +313,7 @@ def _values_and_deltas(pos: Positions, inverse: bool) -> tuple[FloatArray, Float
     return v, d
 
 
-def scenario_pnl(pos: Positions, grid: ScenarioGrid, *, inverse: bool) -> FloatArray:
+def scenario_pnl(pos: ScenarioPositions, grid: ScenarioGrid, *, inverse: bool) -> FloatArray:
     """``pnl[i, j]``: P&L of position ``i`` under scenario ``j``, before weights (module doc)."""
     m = grid.spot_moves[None, :]
     q = pos.quantity[:, None]
@@ -386,7 +386,7 @@ class PortfolioMarginModel:
 
     def margin(
         self,
-        positions: Positions | Sequence[Position],
+        positions: ScenarioPositions | Sequence[ScenarioPosition],
         spot: float,
         *,
         open_orders_margin: float = 0.0,
@@ -396,7 +396,11 @@ class PortfolioMarginModel:
         s = _finite("spot", spot, low=0.0, strict=True)
         orders = _finite("open_orders_margin", open_orders_margin, low=0.0)
         mmp = _finite("mmp_margin", mmp_margin, low=0.0)
-        pos = positions if isinstance(positions, Positions) else Positions.of(positions)
+        pos = (
+            positions
+            if isinstance(positions, ScenarioPositions)
+            else ScenarioPositions.of(positions)
+        )
         unit = 1.0 if self.inverse else s
         if len(pos) == 0:
             pnl = np.zeros(len(self.grid))
