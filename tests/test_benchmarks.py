@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,21 +20,26 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "ledger_bench.py
 SRC = Path(liqeng.__file__).resolve().parent.parent
 
 
-@pytest.mark.slow
-def test_quick_benchmark_writes_its_figures(tmp_path: Path) -> None:
-    out = tmp_path / "ledger.json"
+def run_quick(script: Path, out: Path, *extra: str) -> tuple[dict[str, Any], str]:
+    """Run ``script --quick --json out`` on this checkout's sources: its JSON and table."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
     proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--json", str(out), "--tmpdir", str(tmp_path)],
+        [sys.executable, str(script), "--quick", "--json", str(out), *extra],
         capture_output=True,
         text=True,
         timeout=600,
         env=env,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "postings/s" in proc.stdout
-    res = json.loads(out.read_text())
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result, proc.stdout
+
+
+@pytest.mark.slow
+def test_quick_benchmark_writes_its_figures(tmp_path: Path) -> None:
+    res, table = run_quick(BENCH, tmp_path / "ledger.json", "--tmpdir", str(tmp_path))
+    assert "postings/s" in table
 
     assert res["mode"] == "quick"
     assert res["durability"] == {"journal_mode": "wal", "synchronous": "FULL"}
@@ -63,18 +69,8 @@ SCAN_BENCH = BENCH.parent / "scan_bench.py"
 
 @pytest.mark.slow
 def test_quick_scan_benchmark_writes_its_figures(tmp_path: Path) -> None:
-    out = tmp_path / "scan.json"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
-    proc = subprocess.run(
-        [sys.executable, str(SCAN_BENCH), "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    res = json.loads(out.read_text())
+    res, table = run_quick(SCAN_BENCH, tmp_path / "scan.json")
+    assert "full scan" in table
     assert res["mode"] == "quick"
     assert res["incremental"]["equals_full_scan"] is True
     for section, key in (

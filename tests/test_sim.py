@@ -23,6 +23,20 @@ from liqeng.sim.scenario import load_scenario
 QUICKSTART = Path(__file__).parent.parent / "scenarios" / "quickstart.toml"
 
 
+def edited_quickstart(folder: Path, name: str, *edits: tuple[str, str]) -> Path:
+    """A copy of the quickstart in ``folder`` (its price data linked) with text replaced."""
+    data = folder / "data"
+    if not data.exists():
+        data.symlink_to(QUICKSTART.parent / "data")
+    text = QUICKSTART.read_text()
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunSummary, Path]:
     db = tmp_path_factory.mktemp("sim") / "run1.sqlite"
@@ -59,16 +73,9 @@ def test_same_seed_same_event_log_digest(
 
 
 def test_other_seed_other_digest(tmp_path: Path) -> None:
-    text = (
-        QUICKSTART.read_text()
-        .replace("seed = 7 ", "seed = 8 ")
-        .replace("count = 300", "count = 40")
-    )
-    (tmp_path / "data").symlink_to(QUICKSTART.parent / "data")
-    a = tmp_path / "a.toml"
-    a.write_text(text)
-    b = tmp_path / "b.toml"
-    b.write_text(text.replace("seed = 8 ", "seed = 9 "))
+    small = ("count = 300", "count = 40")
+    a = edited_quickstart(tmp_path, "a.toml", small, ("seed = 7 ", "seed = 8 "))
+    b = edited_quickstart(tmp_path, "b.toml", small, ("seed = 7 ", "seed = 9 "))
     assert (
         run(load_scenario(a), tmp_path / "a.sqlite").head
         != run(load_scenario(b), tmp_path / "b.sqlite").head
@@ -111,9 +118,7 @@ def test_cli_simulate_and_verify(first_run: tuple[RunSummary, Path], tmp_path: P
 
 
 def test_bad_scenario_is_refused_naming_the_key(tmp_path: Path) -> None:
-    (tmp_path / "data").symlink_to(QUICKSTART.parent / "data")
-    bad = tmp_path / "bad.toml"
-    bad.write_text(QUICKSTART.read_text().replace("penalty_rate = 0.05", "penalty_rate = 1.5"))
+    bad = edited_quickstart(tmp_path, "bad.toml", ("penalty_rate = 0.05", "penalty_rate = 1.5"))
     with pytest.raises(InvalidArgument, match=r"\[liquidation\]: penalty_rate=1.5"):
         load_scenario(bad)
     out = CliRunner().invoke(app, ["simulate", str(bad), "--db", str(tmp_path / "x.sqlite")])
@@ -142,9 +147,7 @@ def test_candle_times_without_an_offset_are_utc(tmp_path: Path) -> None:
 
 
 def test_scenario_ranges_must_be_ordered(tmp_path: Path) -> None:
-    (tmp_path / "data").symlink_to(QUICKSTART.parent / "data")
-    bad = tmp_path / "bad.toml"
-    bad.write_text(QUICKSTART.read_text().replace("leverage_min = 1.0", "leverage_min = 20.0"))
+    bad = edited_quickstart(tmp_path, "bad.toml", ("leverage_min = 1.0", "leverage_min = 20.0"))
     with pytest.raises(InvalidArgument, match=r"leverage_min=20.0 > leverage_max=12.0"):
         load_scenario(bad)
 

@@ -101,12 +101,6 @@ class Engine:
             raise InvalidArgument(f"instrument={iid!r} is in the ledger but not in the engine")
         return inst
 
-    def _positions_by_account(self) -> dict[AccountId, dict[InstrumentId, Position]]:
-        out: dict[AccountId, dict[InstrumentId, Position]] = {}
-        for (account, iid), pos in self.ledger.positions().items():
-            out.setdefault(account, {})[iid] = pos
-        return out
-
     def liquidate(self, account: AccountId, keeper: AccountId, txid: str) -> Liquidation:
         """Re-check ``account`` now and liquidate it, or raise ``Refused`` changing nothing.
 
@@ -205,7 +199,7 @@ class Engine:
         """User accounts with ``equity < maintenance_margin``, most unhealthy first; ties
         by account id. Accounts missing a fresh price for any underlying are skipped."""
         found: list[tuple[Fraction, AccountId]] = []
-        for account, positions in self._positions_by_account().items():
+        for account, positions in self.ledger.positions_by_account().items():
             if self.ledger.accounts[account] is not AccountKind.USER:
                 continue
             if any(self._instrument(i).underlying not in self.index_prices for i in positions):

@@ -144,6 +144,10 @@ class Ledger:
     def positions(self) -> dict[PositionKey, Position]:
         return dict(self._positions)
 
+    def positions_by_account(self) -> dict[AccountId, dict[InstrumentId, Position]]:
+        """Open positions grouped by account (copies of the ledger's own index)."""
+        return {a: dict(p) for a, p in self._by_account.items() if p}
+
     # ---------------------------------------------------------------- registry
 
     def register_asset(self, asset: Asset, txid: str | None = None) -> Receipt:

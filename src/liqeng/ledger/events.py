@@ -56,9 +56,6 @@ class Event:
     prev_hash: bytes
     hash: bytes
 
-    def data(self) -> Any:
-        return decode(self.body)
-
     def verify(self, prev: bytes) -> bool:
         return self.prev_hash == prev and self.hash == chain_hash(
             prev, self.seq, self.ts, self.kind, self.tx_id, self.body

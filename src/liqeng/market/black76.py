@@ -169,17 +169,23 @@ def _erfc(x: FloatArray) -> FloatArray:
     return out
 
 
-@overload
-def erfc(x: float) -> float: ...
-@overload
-def erfc(x: FloatArray) -> FloatArray: ...
-def erfc(x: float | FloatArray) -> float | FloatArray:
-    """Complementary error function ``erfc(x) = 2/√π ∫_x^∞ exp(-t²) dt`` (Cody, CALERF).
+class Unary(Protocol):
+    """An elementwise function: a ``float`` for a scalar, an array for an array."""
 
-    Relative error about 1e-15 against ``math.erfc``; returns 0 for ``x >= 26.543``.
-    """
-    out = _erfc(np.asarray(x, dtype=np.float64))
-    return out if isinstance(x, np.ndarray) else float(out)
+    @overload
+    def __call__(self, x: float) -> float: ...
+    @overload
+    def __call__(self, x: FloatArray) -> FloatArray: ...
+
+
+def _unary(kernel: Callable[[FloatArray], FloatArray], name: str, doc: str) -> Unary:
+    def wrapped(x: float | FloatArray) -> float | FloatArray:
+        out = kernel(np.asarray(x, dtype=np.float64))
+        return out if isinstance(x, np.ndarray) else float(out)
+
+    wrapped.__name__ = wrapped.__qualname__ = name
+    wrapped.__doc__ = doc
+    return cast(Unary, wrapped)
 
 
 _SQRT2: Final = math.sqrt(2.0)
@@ -195,24 +201,16 @@ def _npdf(x: FloatArray) -> FloatArray:
         return _INV_SQRT_2PI * np.exp(-0.5 * x * x)
 
 
-@overload
-def norm_cdf(x: float) -> float: ...
-@overload
-def norm_cdf(x: FloatArray) -> FloatArray: ...
-def norm_cdf(x: float | FloatArray) -> float | FloatArray:
-    """Standard normal CDF ``N(x) = erfc(-x/√2)/2``."""
-    out = _ncdf(np.asarray(x, dtype=np.float64))
-    return out if isinstance(x, np.ndarray) else float(out)
+erfc = _unary(
+    _erfc,
+    "erfc",
+    """Complementary error function ``erfc(x) = 2/√π ∫_x^∞ exp(-t²) dt`` (Cody, CALERF).
 
-
-@overload
-def norm_pdf(x: float) -> float: ...
-@overload
-def norm_pdf(x: FloatArray) -> FloatArray: ...
-def norm_pdf(x: float | FloatArray) -> float | FloatArray:
-    """Standard normal density ``n(x) = exp(-x²/2)/√(2π)``."""
-    out = _npdf(np.asarray(x, dtype=np.float64))
-    return out if isinstance(x, np.ndarray) else float(out)
+    Relative error about 1e-15 against ``math.erfc``; returns 0 for ``x >= 26.543``.
+    """,
+)
+norm_cdf = _unary(_ncdf, "norm_cdf", """Standard normal CDF ``N(x) = erfc(-x/√2)/2``.""")
+norm_pdf = _unary(_npdf, "norm_pdf", """Standard normal density ``n(x) = exp(-x²/2)/√(2π)``.""")
 
 
 # --- validation and the shared core --------------------------------------------------------

@@ -30,9 +30,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from liqeng.errors import InvalidArgument
+from liqeng.market.black76 import FloatArray
 
 __all__ = [
     "ArbitrageReport",
@@ -43,8 +43,6 @@ __all__ = [
     "VolSurface",
     "check_static_arbitrage",
 ]
-
-FloatArray = npt.NDArray[np.float64]
 
 
 def _finite(name: str, value: float) -> float:

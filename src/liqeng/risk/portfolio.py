@@ -48,10 +48,10 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 import numpy as np
-import numpy.typing as npt
 
 from liqeng.errors import InvalidArgument
 from liqeng.market import black76
+from liqeng.market.black76 import BoolArray, FloatArray
 
 __all__ = [
     "DERIBIT_BTC_PM",
@@ -70,7 +70,6 @@ __all__ = [
     "scenario_pnl",
 ]
 
-FloatArray = npt.NDArray[np.float64]
 Kind = Literal["future", "call", "put"]
 DAYS_PER_YEAR: Final = 365.0
 
@@ -275,8 +274,8 @@ class ScenarioPositions:
     t_years: FloatArray
     strike: FloatArray
     sigma: FloatArray
-    is_option: npt.NDArray[np.bool_]
-    is_call: npt.NDArray[np.bool_]
+    is_option: BoolArray
+    is_call: BoolArray
 
     @classmethod
     def of(cls, positions: Sequence[ScenarioPosition]) -> ScenarioPositions:

@@ -60,7 +60,7 @@ from liqeng.errors import InvalidArgument
 from liqeng.ids import AccountId, InstrumentId
 from liqeng.ledger.model import Position
 from liqeng.market import black76
-from liqeng.market.black76 import YEAR_SECONDS, FloatArray
+from liqeng.market.black76 import YEAR_SECONDS, BoolArray, FloatArray
 from liqeng.market.instruments import EuropeanOption, Instrument, Perpetual, check_underlying
 from liqeng.market.marks import check_vol
 from liqeng.risk.margin import HEALTH_MAX, MarginParams
@@ -76,7 +76,6 @@ __all__ = [
 ]
 
 IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
 
 TS_MAX: Final = 2**62
 """Timestamps (``now_ts``, ``expiry_ts``) the scan accepts: ``|ts| <= 2**62`` (int64)."""

@@ -30,7 +30,7 @@ from liqeng.errors import InvalidArgument
 from liqeng.ids import InstrumentId
 from liqeng.ledger.model import Position
 from liqeng.market import black76
-from liqeng.market.black76 import YEAR_SECONDS
+from liqeng.market.black76 import YEAR_SECONDS, FloatArray
 from liqeng.market.instruments import EuropeanOption, Instrument, Perpetual
 
 __all__ = [
@@ -41,8 +41,6 @@ __all__ = [
     "protocol_shortfall",
     "var_es",
 ]
-
-FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
