@@ -22,6 +22,7 @@ from liqeng.market import (
     YEAR_SECONDS,
     EuropeanOption,
     Perpetual,
+    Unsettled,
     mark_price,
     option_marks,
     year_fraction,
@@ -363,8 +364,11 @@ def test_option_mark_is_black76_on_the_index() -> None:
     mark = mark_price(ETH_C2000, 1_900_000_000, 0, 0.8)
     expected = ref_price(1.9e9, 2.0e9, 30 / 365, 0.8, True)
     assert math.isclose(mark, expected, rel_tol=1e-12)
-    # after expiry: intrinsic, 2100 - 2000 = 100 USDC
-    assert mark_price(ETH_C2000, 2_100_000_000, 31 * DAY, 0.8) == 100_000_000.0
+    # after expiry: intrinsic at the settlement price, 2100 - 2000 = 100 USDC, whatever the index
+    assert mark_price(ETH_C2000, 1_000_000_000, 31 * DAY, 0.8, 2_100_000_000) == 100_000_000.0
+    # ... and without one it cannot be valued
+    with pytest.raises(Unsettled, match=r"ETH-C-2000 expired at ts=2592000 \(now 2678400\)"):
+        mark_price(ETH_C2000, 2_100_000_000, 31 * DAY, 0.8)
 
 
 def test_mark_price_refuses_bad_inputs() -> None:
@@ -376,7 +380,7 @@ def test_mark_price_refuses_bad_inputs() -> None:
         mark_price(ETH_C2000, 1_900_000_000, 0, math.nan)
 
 
-@given(st.integers(1, 10**12), st.integers(0, 100 * DAY), st.floats(0.0, 3.0))
+@given(st.integers(1, 10**12), st.integers(0, 30 * DAY - 1), st.floats(0.0, 3.0))
 def test_option_marks_agree_with_mark_price(index: int, now: int, vol: float) -> None:
     options = [ETH_C2000, ETH_P1800]
     marks = option_marks(options, {"ETH": index}, now, vol)

@@ -97,7 +97,7 @@ def test_invalid_option_is_refused_naming_the_value(
 def test_invalid_perpetual_is_refused() -> None:
     with pytest.raises(InvalidArgument, match="underlying='ETH-USD'"):
         Perpetual(instrument_id("quickstart/ETH-PERP"), "ETH-USD", USDC, 3)
-    with pytest.raises(InvalidArgument, match="is not a Perpetual or EuropeanOption"):
+    with pytest.raises(InvalidArgument, match="is not a Perpetual, DatedFuture or EuropeanOption"):
         spec("quickstart/ETH-PERP")  # type: ignore[arg-type]
 
 
@@ -230,7 +230,8 @@ def test_short_option_margin_rounds_up_and_long_option_needs_none() -> None:
 def test_margin_is_never_negative_and_grows_with_size(
     instrument: Instrument, size: int, index: int, rate: int, floor: int
 ) -> None:
-    params = MarginParams(rate, max(rate, floor), min(rate, floor), 0.8)
+    top = RATE_SCALE  # initial rates at their maximum, above any maintenance rate
+    params = MarginParams(rate, max(rate, floor), min(rate, floor), 0.8, top, top, top)
     small = maintenance_margin(instrument, Position(size, 1), index, 0, params)
     large = maintenance_margin(instrument, Position(2 * size, 1), index, 0, params)
     assert 0 <= small <= large
@@ -260,7 +261,7 @@ def test_bad_positions_and_prices_are_refused() -> None:
         position_value(ETH_PERP, Position(1.5, usdc(2000)), usdc(2000), 0, 0.8)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match="entry_price in quickstart/ETH-PERP=-1"):
         maintenance_margin(ETH_PERP, Position(ETH, -1), usdc(2000), 0, PARAMS)
-    with pytest.raises(InvalidArgument, match="is not a Perpetual or EuropeanOption"):
+    with pytest.raises(InvalidArgument, match="is not a Perpetual, DatedFuture or EuropeanOption"):
         maintenance_margin("ETH", Position(ETH, 1), usdc(2000), 0, PARAMS)  # type: ignore[arg-type]
 
 
@@ -309,13 +310,14 @@ def test_short_put_account_becomes_liquidatable_as_index_falls() -> None:
     def at(index: float) -> AccountRisk:
         return account_risk(usdc(300), positions, INSTRUMENTS, {"ETH": usdc(index)}, 0, INTRINSIC)
 
-    # index 1800: equity 300 - 0 = 300; requirement max(0.1*1800, 90) = 180
-    assert at(1800) == AccountRisk(usdc(300), usdc(180))
+    # index 1800: equity 300 - 0 = 300; requirement max(0.1*1800, 90) = 180;
+    # initial max(0.15*1800, 0.10*1800) = 270
+    assert at(1800) == AccountRisk(usdc(300), usdc(180), usdc(270))
     # index 1700: equity 300 - 100 = 200; requirement 170 → still healthy
-    assert at(1700) == AccountRisk(usdc(200), usdc(170))
+    assert at(1700) == AccountRisk(usdc(200), usdc(170), usdc(255))
     assert not at(1700).is_liquidatable
     # index 1600: equity 300 - 200 = 100; requirement 160 → liquidatable, short by 60
-    assert at(1600) == AccountRisk(usdc(100), usdc(160))
+    assert at(1600) == AccountRisk(usdc(100), usdc(160), usdc(240))
     assert at(1600).is_liquidatable and at(1600).shortfall == usdc(60)
 
 

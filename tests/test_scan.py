@@ -5,6 +5,7 @@ Units: USDC has 6 decimals, so a price of 1800 USDC per ETH is ``1_800_000_000``
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from liqeng.errors import InvalidArgument
 from liqeng.ids import AccountId, InstrumentId, account_id, asset_id, instrument_id
 from liqeng.ledger.model import Position
-from liqeng.market import EuropeanOption, Instrument, Perpetual
+from liqeng.market import DatedFuture, EuropeanOption, Instrument, Perpetual
 from liqeng.risk.margin import AccountRisk, MarginParams, account_risk
 from liqeng.risk.scan import Book, ScanResult, candidates, rescan, scan
 from liqeng.units import Asset
@@ -34,6 +35,8 @@ def _instruments() -> dict[InstrumentId, Instrument]:
     out: list[Instrument] = []
     for u, s in INDEX.items():
         out.append(Perpetual(instrument_id(f"t/{u}-PERP"), u, USDC, 3 if u != "SOL" else 0))
+        for j in (0, 2):  # one expired, one live
+            out.append(DatedFuture(instrument_id(f"t/{u}-F{j}"), u, USDC, 3, NOW + (j - 1) * DAY))
         for j, m in enumerate((0.5, 0.9, 1.0, 1.1, 2.0)):
             for call in (True, False):
                 expiry = NOW + (j - 1) * 7 * DAY  # one expired, one expiring now
@@ -49,13 +52,19 @@ def _instruments() -> dict[InstrumentId, Instrument]:
 
 INSTRUMENTS = _instruments()
 IIDS = sorted(INSTRUMENTS)
+SETTLEMENTS = {
+    i.id: INDEX[i.underlying] * 97 // 100
+    for i in INSTRUMENTS.values()
+    if isinstance(i, (DatedFuture, EuropeanOption)) and i.expiry_ts <= NOW
+}  # settled at 97% of the unshocked index, away from the scanned index
+SETTLE_ARRAY = np.array([float(SETTLEMENTS.get(i, math.nan)) for i in IIDS])
 
 
 def exact(
     accounts: Accounts, prices: Mapping[str, int], params: MarginParams = PARAMS
 ) -> dict[AccountId, AccountRisk]:
     return {
-        a: account_risk(cash, pos, INSTRUMENTS, prices, NOW, params)
+        a: account_risk(cash, pos, INSTRUMENTS, prices, NOW, params, settlements=SETTLEMENTS)
         for a, (cash, pos) in accounts.items()
     }
 
@@ -86,7 +95,7 @@ def portfolios(draw: st.DrawFn) -> tuple[Accounts, dict[str, int]]:
             for iid in chosen
         }
         aid = account_id(f"t/a{a}")
-        risk = account_risk(0, pos, INSTRUMENTS, prices, NOW, PARAMS)
+        risk = account_risk(0, pos, INSTRUMENTS, prices, NOW, PARAMS, settlements=SETTLEMENTS)
         offset = draw(st.one_of(st.integers(-3, 3), st.integers(-(10**12), 10**12)))
         accounts[aid] = (risk.maintenance_margin - risk.equity + offset, pos)
     return accounts, prices
@@ -99,7 +108,7 @@ def test_scan_screens_in_every_liquidatable_account(
 ) -> None:
     accounts, prices = case
     book = Book.from_accounts(accounts, INSTRUMENTS)
-    res = scan(book, prices, NOW, PARAMS)
+    res = scan(book, prices, NOW, PARAMS, settlements=SETTLE_ARRAY)
     truth = exact(accounts, prices)
     assert book.account_ids is not None
     ids = book.account_ids
@@ -129,10 +138,10 @@ def test_incremental_rescan_equals_a_full_scan(
 ) -> None:
     accounts, prices = case
     book = Book.from_accounts(accounts, INSTRUMENTS)
-    before = scan(book, prices, NOW, PARAMS)
+    before = scan(book, prices, NOW, PARAMS, settlements=SETTLE_ARRAY)
     new = {u: max(1, int(prices[u] * shock)) for u in moved}
     after = rescan(book, before, new)
-    full = scan(book, {**prices, **new}, NOW, PARAMS)
+    full = scan(book, {**prices, **new}, NOW, PARAMS, settlements=SETTLE_ARRAY)
     for name in ("equity", "maintenance_margin", "error_bound", "index", "mark"):
         assert np.array_equal(getattr(after, name), getattr(full, name)), name
     assert np.array_equal(before.index, scan(book, prices, NOW, PARAMS).index)  # untouched

@@ -42,7 +42,12 @@ precomputed per underlying) are recomputed; each row is summed in the same order
 full scan, so the result is bitwise the full scan's. Time must not move between the two
 (options decay on every underlying): a new ``now_ts`` needs a full ``scan``.
 
-At and after expiry an option is marked at its intrinsic value, as in ``mark_price``.
+Expiry: where ``settlements`` gives an instrument's settlement price and it has expired, it
+is marked at that price (a future) or its intrinsic value there (an option) with no
+margin, as in ``liqeng.risk.margin``. Without one, an expired option is screened at its
+intrinsic value on the current index with its live margin (the exact path refuses to
+value it: ``Unsettled``). A perpetual has no expiry; a ``DatedFuture`` is a perpetual
+with one.
 """
 
 from __future__ import annotations
@@ -61,7 +66,13 @@ from liqeng.ids import AccountId, InstrumentId
 from liqeng.ledger.model import Position
 from liqeng.market import black76
 from liqeng.market.black76 import YEAR_SECONDS, BoolArray, FloatArray
-from liqeng.market.instruments import EuropeanOption, Instrument, Perpetual, check_underlying
+from liqeng.market.instruments import (
+    DatedFuture,
+    EuropeanOption,
+    Instrument,
+    check_instrument,
+    check_underlying,
+)
 from liqeng.market.marks import check_vol
 from liqeng.risk.margin import HEALTH_MAX, MarginParams
 from liqeng.units import DECIMALS_MAX, PRICE_MAX, RATE_SCALE, Asset, check_int
@@ -298,8 +309,7 @@ class Book:
         quote: Asset | None = None
         for iid in iids:
             inst = instruments[iid]
-            if not isinstance(inst, (Perpetual, EuropeanOption)):
-                raise InvalidArgument(f"instrument={inst!r} is not a Perpetual or EuropeanOption")
+            check_instrument(inst)
             if inst.id != iid:
                 raise InvalidArgument(f"instruments[{iid!r}] has id={inst.id!r}")
             if quote is None:
@@ -315,7 +325,7 @@ class Book:
         opts = [instruments[i] for i in iids]
         is_option = np.array([isinstance(o, EuropeanOption) for o in opts], dtype=np.bool_)
         strike = np.array([o.strike if isinstance(o, EuropeanOption) else 0 for o in opts], float)
-        expiry = [o.expiry_ts if isinstance(o, EuropeanOption) else 0 for o in opts]
+        expiry = [o.expiry_ts if isinstance(o, (EuropeanOption, DatedFuture)) else 0 for o in opts]
         for iid, e in zip(iids, expiry, strict=True):
             check_int(f"expiry_ts of {iid}", e, -TS_MAX, TS_MAX)
         is_call = np.array([isinstance(o, EuropeanOption) and o.is_call for o in opts], np.bool_)
@@ -437,8 +447,8 @@ class Book:
 class ScanResult:
     """Per account: ``equity``, ``maintenance_margin`` and ``error_bound`` (float64, quote
     base units): the exact values lie within ``error_bound`` of the floats. Per
-    underlying: the ``index`` used; per instrument: ``mark``. ``now_ts``, ``params`` and
-    ``vols`` are those of the scan, reused by ``rescan``."""
+    underlying: the ``index`` used; per instrument: ``mark``. ``now_ts``, ``params``,
+    ``vols`` and ``settlements`` are those of the scan, reused by ``rescan``."""
 
     equity: FloatArray
     maintenance_margin: FloatArray
@@ -448,6 +458,7 @@ class ScanResult:
     now_ts: int
     params: MarginParams
     vols: FloatArray
+    settlements: FloatArray  # per instrument, NaN where none
     _x: FloatArray  # (2·instruments) × 3: longs (mark, MM rate, gross weight), then shorts
 
     @property
@@ -520,6 +531,7 @@ def _reprice(
     now_ts: int,
     params: MarginParams,
     vols: FloatArray,
+    settlements: FloatArray,
     x_long: FloatArray,
     x_short: FloatArray,
     mark: FloatArray,
@@ -528,11 +540,13 @@ def _reprice(
     s = index[book.underlying[instruments]]
     opt = book.is_option[instruments]
     k = book.strike[instruments]
-    m = s.copy()
+    settle = settlements[instruments]
+    settled = ~np.isnan(settle) & (book.expiry_ts[instruments] <= now_ts)
+    m = np.where(settled, settle, s)
     o = instruments[opt]
     if o.size:
         t = np.maximum(book.expiry_ts[o] - now_ts, 0) / YEAR_SECONDS
-        m[opt] = black76.price(s[opt], k[opt], t, vols[o], book.is_call[o])
+        m[opt] = black76.price(m[opt], k[opt], t, vols[o], book.is_call[o])
     rs = float(RATE_SCALE)
     perp_mm = params.perp_maintenance_rate * s / rs
     otm = np.where(book.is_call[instruments], np.maximum(k - s, 0.0), np.maximum(s - k, 0.0))
@@ -542,10 +556,10 @@ def _reprice(
     gross_w = m + s + k
     mark[instruments] = m
     x_long[instruments, 0] = m
-    x_long[instruments, 1] = np.where(opt, 0.0, perp_mm)
+    x_long[instruments, 1] = np.where(opt | settled, 0.0, perp_mm)
     x_long[instruments, 2] = gross_w
     x_short[instruments, 0] = -m
-    x_short[instruments, 1] = np.where(opt, short_opt_mm, perp_mm)
+    x_short[instruments, 1] = np.where(settled, 0.0, np.where(opt, short_opt_mm, perp_mm))
     x_short[instruments, 2] = gross_w
 
 
@@ -564,13 +578,16 @@ def scan(
     now_ts: int,
     params: MarginParams,
     vols: FloatArray | None = None,
+    settlements: FloatArray | None = None,
 ) -> ScanResult:
     """Equity and maintenance margin of every account of ``book`` (see the module doc).
 
     ``index_prices``: a mapping by underlying name (every underlying of the book, no
     other) or an array in ``book.underlyings`` order; each price finite, positive and at
     most ``PRICE_MAX``. ``vols``: optional per-instrument Black-76 volatility (defaults
-    to ``params.vol``; finite, ``>= 0``). Bad input raises ``InvalidArgument`` naming it.
+    to ``params.vol``; finite, ``>= 0``). ``settlements``: optional per-instrument
+    settlement prices, NaN where none (used only once expired). Bad input raises
+    ``InvalidArgument`` naming it.
     """
     if not isinstance(book, Book):
         raise InvalidArgument(f"book={book!r} must be a Book")
@@ -580,15 +597,33 @@ def scan(
     check_vol(params.vol)
     index = _index_array(book, index_prices)
     sigma = _vols(book, vols, params)
+    settle = _settlements(book, settlements)
     n_i = book.n_instruments
     mark = np.empty(n_i)
     x = np.empty((2 * n_i, _COLS))
-    _reprice(book, np.arange(n_i), index, now, params, sigma, x[:n_i], x[n_i:], mark)
+    _reprice(book, np.arange(n_i), index, now, params, sigma, settle, x[:n_i], x[n_i:], mark)
     y = _aggregate(book._matrix, x)
     equity = book._base + y[:, 0]
     mm = np.ascontiguousarray(y[:, 1])
     bound = book._bound_base + book._bound_slope * y[:, 2]
-    return ScanResult(equity, mm, bound, index, mark, now, params, sigma, x)
+    return ScanResult(equity, mm, bound, index, mark, now, params, sigma, settle, x)
+
+
+def _settlements(book: Book, settlements: object) -> FloatArray:
+    n = book.n_instruments
+    if settlements is None:
+        return np.full(n, np.nan)
+    arr = np.asarray(settlements)
+    if arr.dtype.kind != "f" or arr.shape != (n,):
+        raise InvalidArgument(
+            f"settlements must be a float array of shape ({n},), not {arr.dtype} {arr.shape}"
+        )
+    arr = arr.astype(np.float64)
+    bad = ~(np.isnan(arr) | ((arr > 0.0) & (arr <= float(PRICE_MAX))))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InvalidArgument(f"settlements[{i}]={arr[i].item()!r} must be NaN or in 1..PRICE_MAX")
+    return arr
 
 
 def rescan(
@@ -626,6 +661,7 @@ def rescan(
             result.now_ts,
             result.params,
             result.vols,
+            result.settlements,
             x[:n_i],
             x[n_i:],
             mark,
@@ -645,6 +681,7 @@ def rescan(
         result.now_ts,
         result.params,
         result.vols,
+        result.settlements,
         x,
     )
 
