@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -13,6 +14,7 @@ from liqeng.market import black76
 from liqeng.risk.portfolio import (
     DERIBIT_BTC_PM,
     LYRA_LIKE,
+    LYRA_PMRM,
     PortfolioMarginModel,
     Scenario,
     ScenarioGrid,
@@ -22,7 +24,11 @@ from liqeng.risk.portfolio import (
     deribit_grid,
     deribit_vol_curve,
     lyra_like_grid,
+    lyra_pmrm_grid,
+    risk_arrays,
     scenario_pnl,
+    span_grid,
+    span_model,
 )
 
 NOW = int(datetime(2024, 6, 17, 10, 22, 20, tzinfo=UTC).timestamp())
@@ -191,4 +197,272 @@ def test_empty_portfolio_has_zero_margin() -> None:
 )
 def test_bad_input_names_the_value(build: object, needle: str) -> None:
     with pytest.raises(InvalidArgument, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        build()  # type: ignore[operator]
+
+
+# --- CME SPAN as a configuration --------------------------------------------------------------
+
+
+def test_span_grid_is_the_16_scenarios_in_order() -> None:
+    grid = span_grid(0.06, 0.04, extreme_multiple=3.0, extreme_weight=0.33, lookahead_days=1.0)
+    assert len(grid) == 16
+    thirds = [0, 0, 1, 1, -1, -1, 2, 2, -2, -2, 3, 3, -3, -3]
+    assert list(grid.spot_moves[:14]) == pytest.approx([k / 3 * 0.06 for k in thirds], abs=1e-16)
+    assert list(grid.spot_moves[14:]) == pytest.approx([0.18, -0.18], abs=1e-16)
+    assert list(grid.vol_shifts) == [0.04, -0.04] * 7 + [0.0, 0.0]
+    assert list(grid.weights) == [1.0] * 14 + [0.33, 0.33]
+    assert list(grid.extended_mask) == [False] * 14 + [True, True]
+    assert grid.vol_curve is None
+    assert not grid.vol_directions.any()
+    assert grid.lookahead_days == 1.0
+
+
+def test_span_long_future_risk_array_is_minus_q_f_m() -> None:
+    # RA[j] = -q·F·m_j, the two extreme moves (±2·PSR) times c = 0.35
+    q, f, psr = 3.0, 2_000.0, 0.05
+    grid = span_grid(psr, 0.10)
+    ra = risk_arrays(
+        ScenarioPositions.of([ScenarioPosition("future", q, f, 0.25)]), grid, inverse=False
+    )
+    moves = [k / 3 for k in (0, 0, 1, 1, -1, -1, 2, 2, -2, -2, 3, 3, -3, -3)] + [2.0, -2.0]
+    weights = [1.0] * 14 + [0.35, 0.35]
+    want = [-q * f * m * psr * w for m, w in zip(moves, weights, strict=True)]
+    assert list(ra[0]) == pytest.approx(want, rel=1e-14, abs=1e-12)
+    assert ra[0][14] == pytest.approx(-0.35 * 3.0 * 2_000.0 * 0.10)  # -210 USD: a gain
+    assert ra[0][15] == pytest.approx(0.35 * 3.0 * 2_000.0 * 0.10)  # +210 USD: a loss
+    r = span_model(psr, 0.10).margin([ScenarioPosition("future", q, f, 0.25)], f)
+    assert r.worst_case == pytest.approx(q * f * psr)  # the -1·PSR scenario (the extreme: 0.7)
+    assert r.worst_scenario == 12
+    assert r.initial == pytest.approx(1.10 * r.risk_matrix_margin)
+    assert r.maintenance == r.risk_matrix_margin
+
+
+def test_span_option_revalued_after_lookahead_with_additive_vol() -> None:
+    t, sigma, vsr = 5 / 365, 0.03, 0.05  # vol down 5 points floors at 0
+    put = ScenarioPosition("put", 2.0, 100.0, t, 95.0, sigma)
+    grid = span_grid(0.09, vsr, lookahead_days=1.0)
+    pnl = scenario_pnl(ScenarioPositions.of([put]), grid, inverse=False)[0]
+    v0 = black76.price(100.0, 95.0, t, sigma, False)
+    for j, sc in enumerate(grid.scenarios):
+        sig = max(sigma + sc.vol_shift, 0.0)
+        want = 2.0 * (black76.price(100.0 * (1 + sc.spot_move), 95.0, 4 / 365, sig, False) - v0)
+        assert pnl[j] == pytest.approx(want, rel=1e-12, abs=1e-13)
+    # the look-ahead floors time at 0: an option with half a day left is revalued at expiry
+    short = ScenarioPosition("call", 1.0, 100.0, 0.5 / 365, 100.0, 0.5)
+    at_expiry = scenario_pnl(ScenarioPositions.of([short]), grid, inverse=False)[0]
+    v0 = black76.price(100.0, 100.0, 0.5 / 365, 0.5, True)
+    intrinsic = [max(100.0 * sc.spot_move, 0.0) - v0 for sc in grid.scenarios]
+    assert list(at_expiry) == pytest.approx(intrinsic, abs=1e-12)
+
+
+def test_span_short_option_minimum_binds_for_a_deep_otm_strangle() -> None:
+    model = span_model(0.05, 0.05, som_rate=0.01)
+    call = ScenarioPosition("call", -1.0, 100.0, 30 / 365, 150.0, 0.3)
+    put = ScenarioPosition("put", -1.0, 100.0, 30 / 365, 60.0, 0.3)
+    r = model.margin([call, put], 100.0)
+    assert r.worst_case < 0.001  # far OTM: the scan barely moves
+    # SOM = 0.01 · S · max(1 short call, 1 short put) = 1 USD
+    assert r.short_option_minimum == pytest.approx(1.0)
+    assert r.risk_matrix_margin == r.short_option_minimum
+    assert r.maintenance == pytest.approx(1.0)
+    assert r.initial == pytest.approx(1.10)
+    # max, not sum, of the two sides; a long option does not offset another series' short
+    more = [call, put, replace(put, strike=55.0), replace(call, quantity=0.5, strike=160.0)]
+    assert model.margin(more, 100.0).short_option_minimum == pytest.approx(2.0)
+    # netting within one series: short 1 + long 1 of the same put is no short put
+    netted = [call, put, replace(put, quantity=1.0)]
+    assert model.margin(netted, 100.0).short_option_minimum == pytest.approx(1.0)
+    # coin-settled: in coins (0.01 per short coin)
+    inv = span_model(0.05, 0.05, som_rate=0.01, inverse=True).margin([call, put], 100.0)
+    assert inv.short_option_minimum == pytest.approx(0.01)
+    # a binding scan is kept as it is: a long future adds a 5 USD loss at -1·PSR
+    hedged = model.margin([call, put, ScenarioPosition("future", 1.0, 100.0)], 100.0)
+    assert hedged.risk_matrix_margin == hedged.worst_case > 5.0
+
+
+# --- Lyra PMRM as a configuration -------------------------------------------------------------
+
+LYRA_S = 2_000.0
+LYRA_T = 500_400 / black76.YEAR_SECONDS
+
+
+def _lyra_value(p: ScenarioPosition, move: float, vol_mult: float) -> float:
+    return p.quantity * black76.price(
+        p.forward * (1 + move), p.strike, p.t_years, p.sigma * vol_mult, p.kind == "call"
+    )
+
+
+def test_lyra_pmrm_grid_and_vol_multipliers() -> None:
+    grid = LYRA_PMRM.grid
+    assert grid == lyra_pmrm_grid()
+    assert len(grid) == 21
+    assert [(round(1 + s.spot_move, 2), s.vol_direction) for s in grid.scenarios[:4]] == [
+        (1.15, 1), (1.15, 0), (1.15, -1), (1.10, 1)
+    ]  # fmt: skip
+    assert (round(1 + grid.scenarios[20].spot_move, 2), grid.scenarios[20].vol_direction) == (
+        0.85,
+        -1,
+    )
+    curve = grid.vol_curve
+    assert curve is not None
+    dte = np.array(500_400 / 86_400)  # x = 5.17986, m = 1.637930
+    assert float(curve.factor(dte)) == pytest.approx(1.637930, abs=1e-6)
+    assert float(curve.shock(np.array(1.0), dte, np.array(1.0))) == pytest.approx(
+        1.7370685, abs=1e-7
+    )
+    assert float(curve.shock(np.array(1.0), dte, np.array(-1.0))) == pytest.approx(
+        0.5086210, abs=1e-7
+    )
+
+
+def test_lyra_static_discount_formula() -> None:
+    t = np.array([0.0, 0.5, 1.0, 2.0])
+    assert list(LYRA_PMRM.static_discount(t)) == pytest.approx(
+        list(0.95 * np.exp(-0.05 * t)), rel=1e-15
+    )
+    assert float(LYRA_PMRM.static_discount(np.array(1.0))) == pytest.approx(0.9036679533, abs=1e-10)
+    # r = 3 %: 0.95·exp(-T·(4·0.03 + 0.05)); a negative rate is floored at 0
+    assert float(replace(LYRA_PMRM, rate=0.03).static_discount(np.array(1.0))) == pytest.approx(
+        0.95 * math.exp(-0.17), rel=1e-15
+    )
+    assert float(replace(LYRA_PMRM, rate=-0.03).static_discount(np.array(1.0))) == pytest.approx(
+        0.95 * math.exp(-0.05), rel=1e-15
+    )
+
+
+def test_lyra_discount_applies_to_the_net_expiry_value() -> None:
+    # a call spread, long 2000 / short 2200: net value > 0 in every scenario, so each
+    # Δ_j = δ·V_E(s_j, v_j) - mtm_E; per leg the short leg would be left undiscounted
+    long_ = ScenarioPosition("call", 1.0, LYRA_S, LYRA_T, 2_000.0, 0.8)
+    short = ScenarioPosition("call", -1.0, LYRA_S, LYRA_T, 2_200.0, 0.7)
+    curve = LYRA_PMRM.grid.vol_curve
+    assert curve is not None
+    model = replace(LYRA_PMRM, basis_add_factor=0.0, basis_mult_factor=0.0, option_percent=0.0)
+    r = model.margin([long_, short], LYRA_S)
+    delta = 0.95 * math.exp(-0.05 * LYRA_T)
+    mtm = _lyra_value(long_, 0, 1) + _lyra_value(short, 0, 1)
+    dte = np.array(LYRA_T * 365)
+    for j, sc in enumerate(model.grid.scenarios):
+        v = float(curve.shock(np.array(1.0), dte, np.array(float(sc.vol_direction))))
+        net = _lyra_value(long_, sc.spot_move, v) + _lyra_value(short, sc.spot_move, v)
+        assert net > 0
+        assert r.scenario_pnl[j] == pytest.approx(delta * net - mtm, rel=1e-12, abs=1e-9)
+    assert r.worst_case == pytest.approx(-min(r.scenario_pnl))
+    assert r.risk_matrix_margin == r.worst_case  # no contingency switched on
+    # a net short expiry (value < 0) is not discounted at all
+    naked = LYRA_PMRM.margin([short], LYRA_S)
+    plain = replace(LYRA_PMRM, base_static_discount=1.0, rate_add_scale=0.0).margin([short], LYRA_S)
+    assert naked.scenario_pnl == plain.scenario_pnl
+
+
+def test_lyra_basis_contingency_one_leg() -> None:
+    # long call: BC = min(V(1.05) - mtm, V(0.95) - mtm, 0)·(0.25 + 0.01·T) < 0, the down leg
+    call = ScenarioPosition("call", 3.0, LYRA_S, 0.25, 2_100.0, 0.6)
+    mtm = _lyra_value(call, 0, 1)
+    up, down = _lyra_value(call, 0.05, 1) - mtm, _lyra_value(call, -0.05, 1) - mtm
+    assert down < 0 < up
+    bc = min(up, down, 0.0) * (0.25 + 0.01 * 0.25)
+    r = LYRA_PMRM.margin([call], LYRA_S)
+    assert r.basis_contingency == pytest.approx(-bc, rel=1e-12)  # stored as a requirement > 0
+    assert r.basis_contingency == pytest.approx(3.0 * 46.1254772 * 0.2525, rel=1e-8)  # 34.94 USD
+    # a short call loses on the up move instead
+    short = replace(call, quantity=-3.0)
+    r_short = LYRA_PMRM.margin([short], LYRA_S)
+    assert r_short.basis_contingency == pytest.approx(up * (0.25 + 0.01 * 0.25), rel=1e-12)
+    # a perp has no basis contingency (not in V_E)
+    assert (
+        LYRA_PMRM.margin([ScenarioPosition("future", 1.0, LYRA_S)], LYRA_S).basis_contingency == 0.0
+    )
+
+
+def test_lyra_naked_shorts_pool_call_and_put_per_strike() -> None:
+    def sc(*legs: ScenarioPosition) -> float:
+        return LYRA_PMRM.margin(list(legs), LYRA_S).static_contingency
+
+    call = ScenarioPosition("call", -2.0, LYRA_S, LYRA_T, 2_000.0, 0.6)
+    put = ScenarioPosition("put", 2.0, LYRA_S, LYRA_T, 2_000.0, 0.6)
+    assert sc(call) == pytest.approx(0.01 * 2.0 * LYRA_S)
+    assert sc(call, put) == 0.0  # short call + long put at one strike: not naked
+    assert sc(call, replace(put, quantity=-2.0)) == pytest.approx(0.01 * 4.0 * LYRA_S)  # both
+    assert sc(call, replace(put, strike=1_900.0)) == pytest.approx(0.01 * 2.0 * LYRA_S)
+    assert sc(call, replace(put, t_years=2 * LYRA_T)) == pytest.approx(0.01 * 2.0 * LYRA_S)
+    perp = ScenarioPosition("future", -1.5, LYRA_S)
+    assert sc(call, put, perp) == pytest.approx(0.02 * 1.5 * LYRA_S)
+    r = LYRA_PMRM.margin([call, put, perp], LYRA_S, base=4.0)
+    assert r.static_contingency == pytest.approx((0.02 * 1.5 + 0.02 * 4.0) * LYRA_S)
+
+
+def test_lyra_mm_and_im_obey_the_relation() -> None:
+    legs = [
+        ScenarioPosition("call", -2.0, LYRA_S, LYRA_T, 2_100.0, 0.65),
+        ScenarioPosition("put", 1.0, LYRA_S, LYRA_T, 1_900.0, 0.7),
+        ScenarioPosition("call", 1.0, 2_020.0, 0.3, 2_400.0, 0.6),
+        ScenarioPosition("put", -1.0, 2_020.0, 0.3, 2_400.0, 0.6),
+        ScenarioPosition("future", 0.7, LYRA_S),
+    ]
+    r = LYRA_PMRM.margin(legs, LYRA_S, base=1.0)
+    bc = -r.basis_contingency
+    assert bc < 0
+    assert r.static_contingency > 0
+    mm = -min(bc, min(r.scenario_pnl)) + r.static_contingency
+    assert r.maintenance == pytest.approx(mm, rel=1e-14)
+    assert r.initial == pytest.approx(1.3 * mm, rel=1e-14)
+    # base and perp P&L are linear in s and undiscounted
+    base_only = LYRA_PMRM.margin([], LYRA_S, base=1.0)
+    assert base_only.scenario_pnl[0] == pytest.approx(0.15 * LYRA_S)
+    assert base_only.maintenance == pytest.approx(0.15 * LYRA_S + 0.02 * LYRA_S)
+
+
+# --- Deribit extended dampener ---------------------------------------------------------------
+
+
+def test_deribit_extended_dampener_by_hand() -> None:
+    model = replace(DERIBIT_BTC_PM, extended_dampener_usd=100_000.0)
+    short = [ScenarioPosition("future", -100.0, SPOT)]
+    off = DERIBIT_BTC_PM.margin(short, SPOT)
+    on = model.margin(short, SPOT)
+    assert on.scenario_pnl[:27] == off.scenario_pnl[:27]
+    ext_off, ext_on = off.scenario_pnl[27:], on.scenario_pnl[27:]
+    # every up tail weighs to q·0.16/1.16 = -13.7931034 BTC;
+    # d(0.5) = (0.5/0.16 - 1)·100 000/(66 000·1.16) = 2.7756008 BTC
+    # d(1.0) = (1.0/0.16 - 1)·100 000/(66 000·1.16) = 6.8573668 BTC; d(2) = 15.02 > the loss
+    assert ext_off[2] == pytest.approx(-13.7931034, abs=1e-7)
+    assert ext_on[2] == pytest.approx(-13.7931034 + 2.7756008, abs=1e-7)
+    assert ext_on[3] == pytest.approx(-13.7931034 + 6.8573668, abs=1e-7)
+    assert ext_on[4:] == (0.0, 0.0, 0.0, 0.0)  # moved to 0, never past it
+    assert ext_on[:2] == ext_off[:2]  # gains (down tails for a short) untouched
+    assert on.worst_case == pytest.approx(off.worst_case, rel=1e-14)  # now the +16 % bucket
+    assert on.worst_scenario == 24
+    # a long: -33 % tail weighs to q·(-0.16/0.84) = -19.0476190;
+    # d(-0.33) = (0.33/0.16 - 1)·100 000/(66 000·0.84) = 1.9164863 BTC
+    long_ = model.margin([ScenarioPosition("future", 100.0, SPOT)], SPOT)
+    assert long_.scenario_pnl[28] == pytest.approx(-19.0476190 + 1.9164863, abs=1e-7)
+    d = model.extended_dampener(SPOT)
+    assert list(d[:27]) == [0.0] * 27
+    assert d[27] == pytest.approx((0.66 / 0.16 - 1) * 1e5 / (SPOT * 0.84))
+
+
+@pytest.mark.parametrize(
+    ("build", "needle"),
+    [
+        (lambda: Scenario(0.1, vol_shift=math.inf), "vol_shift=inf"),
+        (lambda: ScenarioGrid((Scenario(0.1),), lookahead_days=-1.0), "lookahead_days=-1.0"),
+        (lambda: span_grid(0.0, 0.1), "price_scan_range=0.0"),
+        (lambda: span_grid(0.1, -0.1), "vol_scan_range=-0.1"),
+        (lambda: span_grid(0.4, 0.1, extreme_multiple=3.0), "extreme_multiple=3.0"),
+        (lambda: span_grid(0.1, 0.1, extreme_weight=-0.35), "extreme_weight=-0.35"),
+        (lambda: span_model(0.1, 0.1, som_rate=-0.01), "som_rate=-0.01"),
+        (lambda: span_model(0.1, 0.1, im_ratio=0.9), "im_ratio=0.9"),
+        (lambda: replace(LYRA_PMRM, base_static_discount=0.0), "base_static_discount=0.0"),
+        (lambda: replace(LYRA_PMRM, rate=math.nan), "rate=nan"),
+        (lambda: replace(LYRA_PMRM, basis_moves=(0.05, 0.05)), r"basis_moves\[1\]=0.05"),
+        (lambda: replace(LYRA_PMRM, basis_moves=(0.05,)), "basis_moves="),
+        (lambda: replace(LYRA_PMRM, option_percent=-0.01), "option_percent=-0.01"),
+        (lambda: replace(LYRA_PMRM, extended_dampener_usd=1.0), "extended_dampener_usd=1.0"),
+        (lambda: replace(DERIBIT_BTC_PM, extended_dampener_usd=-1.0), "extended_dampener_usd=-1.0"),
+        (lambda: LYRA_PMRM.margin([], LYRA_S, base=-1.0), "base=-1.0"),
+    ],
+)
+def test_bad_settings_name_the_value(build: object, needle: str) -> None:
+    with pytest.raises(InvalidArgument, match=needle):
         build()  # type: ignore[operator]
