@@ -27,7 +27,8 @@ from liqeng.liquidation.base import LiquidationContext, SystemAccounts
 from liqeng.liquidation.fixed_fee import FixedFee
 from liqeng.market.instruments import EuropeanOption, Perpetual
 from liqeng.market.trading import fill
-from liqeng.risk.margin import AccountRisk, MarginParams
+from liqeng.risk.margin import AccountRisk
+from liqeng.risk.models import MarketData
 
 USERS = [AccountId(f"t/u{i}") for i in range(4)]
 SYSTEM = SystemAccounts.of("t")
@@ -165,7 +166,6 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         ctx = LiquidationContext(
             tx_id=self.txid(),
-            now=self.clock.now(),
             account=account,
             keeper=keeper,
             quote=USDC,
@@ -173,8 +173,7 @@ class LedgerMachine(RuleBasedStateMachine):
             positions=positions,
             keeper_positions=self.ledger.positions_of(keeper),
             instruments=INSTRUMENTS,
-            index_prices={"ETH": price},
-            margin=MarginParams(),
+            market=MarketData(self.clock.now(), {"ETH": price}),
             risk=AccountRisk(equity=0, maintenance_margin=1),  # forced: tests the money flow
             insurance_fund_balance=self.ledger.balance_units(SYSTEM.insurance_fund, USDC.id),
             system=SYSTEM,

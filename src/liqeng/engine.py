@@ -1,9 +1,12 @@
 """One engine step: oracle -> risk -> liquidation -> ledger -> events.
 
 ``Engine.step(reports, keeper)`` accepts source reports, aggregates the index prices,
-records them in the log, re-margins every account holding positions with the exact
-integer path, and liquidates the liquidatable ones in ``(health, account_id)`` order,
-all inside one ledger batch (one durable database transaction). ``Engine.liquidate`` is
+records them in the log, settles every instrument that has expired at the first index
+price at or after its expiry (a ``market.settlement`` event), re-margins every account
+holding positions with the exact integer path (each underlying by its market's margin
+model, ``liqeng.risk.models``), and liquidates the liquidatable ones in
+``(health, account_id)`` order, all inside one ledger batch (one durable database
+transaction). ``Engine.liquidate`` is
 the same path a keeper's request takes: eligibility is re-checked against the index
 price current at execution (refused when older than the oracle's ``max_age_s``), never
 the price the keeper saw, at the time of the driver's clock, never a time the caller
@@ -19,13 +22,15 @@ from fractions import Fraction
 
 from liqeng.clock import Clock
 from liqeng.errors import InvalidArgument, LiqengError, Refused
-from liqeng.ids import AccountId, InstrumentId, TxId, tx_id
+from liqeng.ids import AccountId, AssetId, InstrumentId, TxId, tx_id
 from liqeng.ledger.core import Ledger
 from liqeng.ledger.model import AccountKind, Position
 from liqeng.liquidation.base import LiquidationContext, LiquidationPlan, Mechanism, SystemAccounts
-from liqeng.market.instruments import Instrument
+from liqeng.market.instruments import DatedFuture, EuropeanOption, Instrument, SpotCollateral
+from liqeng.market.marks import Vol
 from liqeng.oracle.median import MedianOracle, PriceReport
-from liqeng.risk.margin import AccountRisk, MarginParams, account_risk
+from liqeng.risk.margin import AccountRisk, MarginParams
+from liqeng.risk.models import MarginModel, MarketData, PerPosition, market_account_risk
 from liqeng.units import Asset
 
 __all__ = ["Engine", "Liquidation", "StepReport"]
@@ -55,7 +60,14 @@ class StepReport:
 
 
 class Engine:
-    """Sequences one protocol's step over a ledger, an oracle and a mechanism."""
+    """Sequences one protocol's step over a ledger, an oracle and a mechanism.
+
+    ``margin`` is the per-position model and flat option vol of every underlying not in
+    ``markets`` (underlying -> ``MarginModel``). ``collateral`` lists the tokens counted
+    toward equity. The driver sets market data the oracle does not carry: ``vols``
+    (underlying -> flat vol or ``VolSurface``) and ``exchange_rates`` (LST asset -> parts
+    per ``RATE_SCALE``); ``settlements`` is kept by ``step``.
+    """
 
     def __init__(
         self,
@@ -68,31 +80,64 @@ class Engine:
         margin: MarginParams,
         mechanism: Mechanism,
         system: SystemAccounts,
+        markets: Mapping[str, MarginModel] | None = None,
+        collateral: Iterable[SpotCollateral] = (),
     ) -> None:
         self.ledger = ledger
         self.oracle = oracle
         self.clock = clock
         self.quote = quote
         self.instruments = dict(instruments)
+        if not isinstance(margin, MarginParams):
+            raise InvalidArgument(f"margin={margin!r} must be MarginParams")
         self.margin = margin
+        self.markets: dict[str, MarginModel] = dict(markets or {})
+        for underlying, model in self.markets.items():
+            if not isinstance(model, MarginModel):
+                raise InvalidArgument(f"markets[{underlying!r}]={model!r} is not a MarginModel")
+        self.collateral: dict[AssetId, SpotCollateral] = {}
+        for spec in collateral:
+            if not isinstance(spec, SpotCollateral):
+                raise InvalidArgument(f"collateral={spec!r} must be a SpotCollateral")
+            self.collateral[spec.asset.id] = spec
         self.mechanism = mechanism
         self.system = system
         self.index_prices: dict[str, int] = {}
         self.prices_ts: int | None = None
+        self.vols: dict[str, Vol] = {}
+        self.exchange_rates: dict[AssetId, int] = {}
+        self.settlements: dict[InstrumentId, int] = {}
+
+    def market(self) -> MarketData:
+        """The market data the engine values with now (prices, clock, vols, settlements)."""
+        return MarketData(
+            self.clock.now(),
+            self.index_prices,
+            self.vols,
+            self.margin.vol,
+            self.settlements,
+            self.exchange_rates,
+        )
 
     def risk(
         self,
         account: AccountId,
         positions: Mapping[InstrumentId, Position] | None = None,
     ) -> AccountRisk:
-        """The exact risk of ``account`` at the current index prices and clock."""
-        return account_risk(
+        """The exact risk of ``account`` at the current market data and clock."""
+        held = {
+            spec: units
+            for asset, spec in self.collateral.items()
+            if (units := self.ledger.balance_units(account, asset)) != 0
+        }
+        return market_account_risk(
             self.ledger.balance_units(account, self.quote.id),
             self.ledger.positions_of(account) if positions is None else positions,
             self.instruments,
-            self.index_prices,
-            self.clock.now(),
-            self.margin,
+            self.market(),
+            self.markets,
+            PerPosition(self.margin),
+            held,
         )
 
     def _instrument(self, iid: InstrumentId) -> Instrument:
@@ -135,7 +180,6 @@ class Engine:
             raise Refused("liquidation/stale-price", f"no index price for {sorted(missing)}")
         ctx = LiquidationContext(
             tx_id=TxId(txid),
-            now=now,
             account=account,
             keeper=keeper,
             quote=self.quote,
@@ -143,8 +187,7 @@ class Engine:
             positions=positions,
             keeper_positions=self.ledger.positions_of(keeper),
             instruments=self.instruments,
-            index_prices=self.index_prices,
-            margin=self.margin,
+            market=self.market(),
             risk=self.risk(account, positions),
             insurance_fund_balance=self.ledger.balance_units(
                 self.system.insurance_fund, self.quote.id
@@ -171,8 +214,9 @@ class Engine:
         prices = {u: a.price for u, a in self.oracle.index_prices(now).items()}
         liquidations: list[Liquidation] = []
         refused: list[tuple[AccountId, str]] = []
-        previous = (self.index_prices, self.prices_ts)
+        previous = (self.index_prices, self.prices_ts, self.settlements)
         self.index_prices, self.prices_ts = prices, now
+        self.settlements = dict(self.settlements)
         try:
             with self.ledger.batch():
                 self.ledger.record(
@@ -180,6 +224,7 @@ class Engine:
                     "oracle.index",
                     {"prices": {u: str(p) for u, p in sorted(prices.items())}},
                 )
+                self._settle(now)
                 candidates = self._liquidatable()
                 for account in candidates:
                     if keeper is None or account == keeper:
@@ -189,11 +234,30 @@ class Engine:
                     except Refused as exc:
                         refused.append((account, exc.code))
         except BaseException:
-            self.index_prices, self.prices_ts = previous
+            self.index_prices, self.prices_ts, self.settlements = previous
             raise
         return StepReport(
             now, prices, tuple(rejected), tuple(liquidations), tuple(candidates), tuple(refused)
         )
+
+    def _settle(self, now: int) -> None:
+        """Fix the settlement price of every expired instrument not yet settled whose
+        underlying has an index now: that index (the first at or after expiry)."""
+        for iid in sorted(self.instruments):
+            inst = self.instruments[iid]
+            if (
+                isinstance(inst, (DatedFuture, EuropeanOption))
+                and inst.expiry_ts <= now
+                and iid not in self.settlements
+                and inst.underlying in self.index_prices
+            ):
+                price = self.index_prices[inst.underlying]
+                self.settlements[iid] = price
+                self.ledger.record(
+                    f"settle:{iid}",
+                    "market.settlement",
+                    {"instrument": iid, "price": str(price), "expiry_ts": inst.expiry_ts},
+                )
 
     def _liquidatable(self) -> list[AccountId]:
         """User accounts with ``equity < maintenance_margin``, most unhealthy first; ties

@@ -13,7 +13,8 @@ from typing import Protocol
 from liqeng.ids import AccountId, InstrumentId, TxId, account_id
 from liqeng.ledger.model import Position, Transaction
 from liqeng.market.instruments import Instrument
-from liqeng.risk.margin import AccountRisk, MarginParams
+from liqeng.risk.margin import AccountRisk
+from liqeng.risk.models import MarketData
 from liqeng.units import Asset
 
 __all__ = ["LiquidationContext", "LiquidationPlan", "Mechanism", "SystemAccounts"]
@@ -51,10 +52,10 @@ class SystemAccounts:
 
 @dataclass(frozen=True, slots=True)
 class LiquidationContext:
-    """Everything a mechanism may read, taken from the ledger and the oracle at execution."""
+    """Everything a mechanism may read, taken from the ledger and the oracle at execution
+    (``market`` holds the clock, index prices, vols and settlement prices)."""
 
     tx_id: TxId
-    now: int
     account: AccountId
     keeper: AccountId
     quote: Asset
@@ -62,8 +63,7 @@ class LiquidationContext:
     positions: Mapping[InstrumentId, Position]
     keeper_positions: Mapping[InstrumentId, Position]
     instruments: Mapping[InstrumentId, Instrument]
-    index_prices: Mapping[str, int]
-    margin: MarginParams
+    market: MarketData
     risk: AccountRisk
     insurance_fund_balance: int
     system: SystemAccounts

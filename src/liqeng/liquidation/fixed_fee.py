@@ -22,7 +22,7 @@ from fractions import Fraction
 from liqeng.errors import InvalidArgument, Refused
 from liqeng.ledger.model import PositionChange, Posting, Transaction
 from liqeng.liquidation.base import LiquidationContext, LiquidationPlan
-from liqeng.market.instruments import EuropeanOption, Perpetual
+from liqeng.market.instruments import EuropeanOption
 from liqeng.market.marks import mark_price
 from liqeng.market.trading import fill
 from liqeng.units import RATE_SCALE, check_int, mul_div_down, mul_div_up
@@ -61,16 +61,17 @@ class FixedFee:
         for iid in sorted(ctx.positions):
             pos = ctx.positions[iid]
             inst = ctx.instruments[iid]
-            index = ctx.index_prices[inst.underlying]
+            index = ctx.market.index_prices[inst.underlying]
             sd = inst.size_decimals
             notional += mul_div_up(abs(pos.size), index, 10**sd)
-            if isinstance(inst, Perpetual):
-                price, premium = index, False
-            else:
-                assert isinstance(inst, EuropeanOption)
-                mark = Fraction(mark_price(inst, index, ctx.now, ctx.margin.vol))
+            settlement = ctx.market.settlements.get(iid)
+            vol = ctx.market.vol(inst.underlying)
+            mark = Fraction(mark_price(inst, index, ctx.market.now_ts, vol, settlement))
+            if isinstance(inst, EuropeanOption):
                 price = math.ceil(mark) if pos.size < 0 else math.floor(mark)
                 premium = True
+            else:  # futures-style: the mark is an int (index or settlement price)
+                price, premium = int(mark), False
             buyer, seller = (ctx.keeper, ctx.account) if pos.size > 0 else (ctx.account, ctx.keeper)
             f = fill(
                 buyer=buyer,
