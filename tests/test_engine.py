@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
-from tests.conftest import ALICE, BOB, USDC, deposit, open_ledger
+from tests.conftest import ALICE, BOB, USDC, WETH, deposit, open_ledger
 
 from liqeng.clock import SimClock
 from liqeng.engine import Engine
 from liqeng.errors import InvalidArgument, Refused
-from liqeng.ids import AccountId, InstrumentId
+from liqeng.ids import AccountId, InstrumentId, asset_id
 from liqeng.ledger.core import Ledger
 from liqeng.ledger.model import AccountKind, AccountSpec, Transaction
 from liqeng.liquidation import FixedFee
 from liqeng.liquidation.base import SystemAccounts
-from liqeng.market.instruments import EuropeanOption, Perpetual
+from liqeng.market import SviSlice, VolSurface, mark_price, year_fraction
+from liqeng.market.instruments import EuropeanOption, Perpetual, SpotCollateral
 from liqeng.market.trading import fill
 from liqeng.oracle import MedianOracle, PriceReport
 from liqeng.risk.margin import MarginParams
+from liqeng.risk.models import Scenario
+from liqeng.risk.portfolio import LYRA_LIKE, ScenarioPosition
+from liqeng.units import Asset
 
 KEEPER = AccountId("t/keeper")
 SYS = SystemAccounts.of("t")
@@ -28,7 +35,9 @@ SOURCES = ["s1", "s2", "s3", "s4", "s5"]
 ETH, USD = 10**6, 10**6
 
 
-def make_engine(tmp_path: Path, fund_usd: int = 10_000) -> tuple[Engine, SimClock]:
+def make_engine(
+    tmp_path: Path, fund_usd: int = 10_000, **engine_kwargs: Any
+) -> tuple[Engine, SimClock]:
     clock = SimClock(0)
     led: Ledger = open_ledger(tmp_path / "e.sqlite", clock)
     led.register_asset(USDC)
@@ -59,6 +68,7 @@ def make_engine(tmp_path: Path, fund_usd: int = 10_000) -> tuple[Engine, SimCloc
         margin=MarginParams(),
         mechanism=FixedFee(),
         system=SYS,
+        **engine_kwargs,
     )
     return engine, clock
 
@@ -251,3 +261,84 @@ def test_the_penalty_splits_three_ways(tmp_path: Path) -> None:
     assert engine.ledger.balance_units(SYS.fee_sink, USDC.id) == 25 * USD
     with pytest.raises(InvalidArgument, match="protocol_share=600000000"):
         FixedFee(keeper_share=500_000_000, protocol_share=600_000_000)
+
+
+def test_an_expired_option_settles_at_the_first_index_after_expiry(tmp_path: Path) -> None:
+    engine, clock = make_engine(tmp_path)
+    engine.step(reports(0, 2000, 2000, 2000, 2000, 2000))
+    trade(engine, "sell-puts", BOB, ALICE, PUT, 2 * ETH, 10)  # alice: 1000 + 20 cash
+    expiry = PUT.expiry_ts
+    clock.set(expiry - 60)
+    engine.step(reports(expiry - 60, 1450, 1450, 1450, 1450, 1450))
+    assert PUT.id not in engine.settlements  # not expired yet
+    clock.set(expiry + 60)
+    engine.step(reports(expiry + 60, 1400, 1400, 1400, 1400, 1400))
+    assert engine.settlements == {PUT.id: 1400 * USD}
+    # settled: worth its intrinsic value 2 * (1500 - 1400) = 200 to the holder, no margin
+    risk = engine.risk(ALICE)
+    assert (risk.equity, risk.maintenance_margin) == (1_020 * USD - 200 * USD, 0)
+    clock.set(expiry + 120)
+    engine.step(reports(expiry + 120, 1000, 1000, 1000, 1000, 1000))
+    assert engine.settlements == {PUT.id: 1400 * USD}  # fixed once, whatever the index does
+    assert engine.risk(ALICE).equity == 820 * USD
+    events = engine.ledger._storage.find_event(f"settle:{PUT.id}")
+    assert events is not None and events.kind == "market.settlement"
+    assert b'"price":"1400000000"' in events.body
+
+
+def test_a_market_can_use_scenario_margin(tmp_path: Path) -> None:
+    scenario = Scenario(LYRA_LIKE)
+    engine, clock = make_engine(tmp_path, markets={"ETH": scenario})
+    engine.step(reports(0, 2000, 2000, 2000, 2000, 2000))
+    trade(engine, "sell-puts", BOB, ALICE, PUT, 5 * ETH, 10)
+    risk = engine.risk(ALICE)
+    # the requirement is the 23-scenario model's, rounded up to a unit of USDC
+    t = year_fraction(0, PUT.expiry_ts)
+    short = ScenarioPosition("put", -5.0, 2000.0 * USD, t, 1500.0 * USD, 0.8)
+    expected = LYRA_LIKE.margin([short], 2000.0 * USD)
+    assert risk.maintenance_margin == math.ceil(Fraction(expected.maintenance))
+    assert risk.initial_margin == math.ceil(Fraction(expected.initial))
+    # the worst scenario (-20% spot) loses far less than the per-position rate charges
+    (tmp_path / "pp").mkdir()
+    per_position, _ = make_engine(tmp_path / "pp")
+    per_position.step(reports(0, 2000, 2000, 2000, 2000, 2000))
+    trade(per_position, "sell-puts", BOB, ALICE, PUT, 5 * ETH, 10)
+    assert risk.maintenance_margin < per_position.risk(ALICE).maintenance_margin
+    clock.set(3600)
+    step = engine.step(reports(3600, 1300, 1300, 1300, 1300, 1300), keeper=KEEPER)
+    assert [liq.account for liq in step.liquidations] == [ALICE]
+    engine.ledger.check_invariants()
+
+
+def test_spot_and_staked_collateral_count_toward_equity(tmp_path: Path) -> None:
+    steth = Asset(asset_id("eth/wstETH"), 18)
+    weth = SpotCollateral(WETH, "ETH", haircut=100_000_000)  # 10% haircut
+    lst = SpotCollateral(steth, "ETH", haircut=200_000_000, exchange_rate=True)
+    engine, _ = make_engine(tmp_path, collateral=[weth, lst])
+    led = engine.ledger
+    for asset in (WETH, steth):
+        led.register_asset(asset)
+        deposit(led, f"d-{asset.id}", ALICE, 2 * 10**18, asset)
+    engine.exchange_rates[steth.id] = 1_170_000_000  # 1 wstETH = 1.17 ETH
+    engine.step(reports(0, 2000, 2000, 2000, 2000, 2000))
+    # 1000 USDC + 2 WETH * 2000 * 0.9 + 2 wstETH * 2000 * 1.17 * 0.8 = 1000 + 3600 + 3744
+    assert engine.risk(ALICE).equity == 8_344 * USD
+    engine.exchange_rates[steth.id] = 900_000_000  # the staking protocol loses 23% of 1.17
+    assert engine.risk(ALICE).equity == (1_000 + 3_600 + 2_880) * USD
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(InvalidArgument, match=r"collateral=.*must be a SpotCollateral"):
+        make_engine(tmp_path / "bad", collateral=[WETH])
+
+
+def test_an_option_market_can_price_off_a_vol_surface(tmp_path: Path) -> None:
+    engine, _ = make_engine(tmp_path)
+    engine.step(reports(0, 2000, 2000, 2000, 2000, 2000))
+    trade(engine, "sell-puts", BOB, ALICE, PUT, 5 * ETH, 10)
+    flat = engine.risk(ALICE).equity
+    # a put skew: the 1500 put (k = ln(0.75)) carries more vol than the 80% flat vol
+    skew = VolSurface((30 / 365,), (SviSlice(a=0.04, b=0.2, rho=-0.7, m=0.0, sigma=0.2),))
+    engine.vols["ETH"] = skew
+    sigma = skew.vol(1500.0, 2000.0, year_fraction(0, PUT.expiry_ts))
+    mark = mark_price(PUT, 2000 * USD, 0, float(sigma))
+    assert engine.risk(ALICE).equity == 1_050 * USD + (Fraction(mark) * -5).__floor__()
+    assert engine.risk(ALICE).equity != flat
