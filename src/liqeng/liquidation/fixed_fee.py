@@ -23,7 +23,7 @@ from liqeng.errors import InvalidArgument, Refused
 from liqeng.ledger.model import PositionChange, Posting, Transaction
 from liqeng.liquidation.base import LiquidationContext, LiquidationPlan
 from liqeng.market.instruments import EuropeanOption
-from liqeng.market.marks import mark_price
+from liqeng.market.marks import exact_mark, mark_price
 from liqeng.market.trading import fill
 from liqeng.units import RATE_SCALE, check_int, mul_div_down, mul_div_up
 
@@ -64,14 +64,15 @@ class FixedFee:
             index = ctx.market.index_prices[inst.underlying]
             sd = inst.size_decimals
             notional += mul_div_up(abs(pos.size), index, 10**sd)
-            settlement = ctx.market.settlements.get(iid)
-            vol = ctx.market.vol(inst.underlying)
-            mark = Fraction(mark_price(inst, index, ctx.market.now_ts, vol, settlement))
-            if isinstance(inst, EuropeanOption):
+            now, settlement = ctx.market.now_ts, ctx.market.settlements.get(iid)
+            exact = exact_mark(inst, index, now, settlement)
+            premium = isinstance(inst, EuropeanOption)
+            if exact is not None:  # futures-style, or a settled option: an exact int
+                price = exact
+            else:
+                vol = ctx.market.vol(inst.underlying)
+                mark = Fraction(mark_price(inst, index, now, vol))
                 price = math.ceil(mark) if pos.size < 0 else math.floor(mark)
-                premium = True
-            else:  # futures-style: the mark is an int (index or settlement price)
-                price, premium = int(mark), False
             buyer, seller = (ctx.keeper, ctx.account) if pos.size > 0 else (ctx.account, ctx.keeper)
             f = fill(
                 buyer=buyer,

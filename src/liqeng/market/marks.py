@@ -36,6 +36,7 @@ __all__ = [
     "check_index_price",
     "check_vol",
     "check_vol_source",
+    "exact_mark",
     "mark_price",
     "option_marks",
     "option_vol",
@@ -93,6 +94,29 @@ def _settled(instrument: DatedFuture | EuropeanOption, now_ts: int, settlement: 
     return check_index_price(settlement, f"settlement price of {instrument.id}")
 
 
+def exact_mark(
+    instrument: Instrument, index_price: int, now_ts: int, settlement: int | None = None
+) -> int | None:
+    """The mark as an exact int where it is one: the index for a perpetual or a live
+    future, the settlement price for an expired future, ``max(±(settlement - K), 0)`` for
+    an expired option; ``None`` for a live option (Black-76, a float)."""
+    check_index_price(index_price)
+    check_int("now_ts", now_ts)
+    if isinstance(instrument, Perpetual):
+        return index_price
+    if not isinstance(instrument, (DatedFuture, EuropeanOption)):
+        raise InvalidArgument(
+            f"instrument={instrument!r} is not a Perpetual, DatedFuture or EuropeanOption"
+        )
+    if now_ts < instrument.expiry_ts:
+        return index_price if isinstance(instrument, DatedFuture) else None
+    final = _settled(instrument, now_ts, settlement)
+    if isinstance(instrument, DatedFuture):
+        return final
+    k = instrument.strike
+    return max(final - k, 0) if instrument.is_call else max(k - final, 0)
+
+
 def mark_price(
     instrument: Instrument,
     index_price: int,
@@ -100,27 +124,14 @@ def mark_price(
     vol: Vol,
     settlement: int | None = None,
 ) -> float:
-    """Mark of ``instrument`` in price units (module doc): the index for a perpetual or a
-    live future, Black-76 ``price(F=index, K, T, σ)`` for a live option, and from expiry on
-    the ``settlement`` price (future) or ``max(±(settlement - K), 0)`` (option)."""
-    check_index_price(index_price)
-    check_int("now_ts", now_ts)
+    """Mark of ``instrument`` in price units (module doc): ``exact_mark`` as a float where
+    it is an int, Black-76 ``price(F=index, K, T, σ)`` for a live option."""
     sigma = check_vol_source(vol)
-    if isinstance(instrument, Perpetual):
-        return float(index_price)
-    if isinstance(instrument, DatedFuture):
-        if now_ts < instrument.expiry_ts:
-            return float(index_price)
-        return float(_settled(instrument, now_ts, settlement))
-    if isinstance(instrument, EuropeanOption):
-        if now_ts < instrument.expiry_ts:
-            return _option_mark(instrument, index_price, now_ts, sigma)
-        final = _settled(instrument, now_ts, settlement)
-        k = instrument.strike
-        return float(max(final - k, 0) if instrument.is_call else max(k - final, 0))
-    raise InvalidArgument(
-        f"instrument={instrument!r} is not a Perpetual, DatedFuture or EuropeanOption"
-    )
+    exact = exact_mark(instrument, index_price, now_ts, settlement)
+    if exact is not None:
+        return float(exact)
+    assert isinstance(instrument, EuropeanOption)
+    return _option_mark(instrument, index_price, now_ts, sigma)
 
 
 def option_marks(

@@ -46,7 +46,7 @@ from liqeng.market.instruments import (
     SpotCollateral,
     check_instrument,
 )
-from liqeng.market.marks import Vol, check_index_price, check_vol, mark_price
+from liqeng.market.marks import Vol, check_index_price, check_vol, exact_mark, mark_price
 from liqeng.units import PRICE_MAX, RATE_SCALE, Asset, check_int, mul_div_down, mul_div_up
 
 __all__ = [
@@ -136,13 +136,14 @@ def position_value(
     no part (the premium was paid at the trade). Expired and unsettled raises ``Unsettled``.
     """
     _check_position(instrument, position)
-    check_index_price(index_price)
     scale: int = 10**instrument.size_decimals
-    if not isinstance(instrument, EuropeanOption):
-        mark_int = int(mark_price(instrument, index_price, now_ts, vol, settlement))
-        return mul_div_down(position.size, mark_int - position.entry_price, scale)
-    mark = Fraction(mark_price(instrument, index_price, now_ts, vol, settlement))
-    return (mark.numerator * position.size) // (mark.denominator * scale)
+    exact = exact_mark(instrument, index_price, now_ts, settlement)
+    if exact is None:  # a live option: the float Black-76 mark, taken exactly
+        mark = Fraction(mark_price(instrument, index_price, now_ts, vol))
+        return (mark.numerator * position.size) // (mark.denominator * scale)
+    if isinstance(instrument, EuropeanOption):
+        return mul_div_down(position.size, exact, scale)  # settled: intrinsic value
+    return mul_div_down(position.size, exact - position.entry_price, scale)
 
 
 def collateral_value(
@@ -244,12 +245,12 @@ class AccountRisk:
 
     equity: int
     maintenance_margin: int
-    initial_margin: int = -1
+    initial_margin: int = None  # type: ignore[assignment]  # set to maintenance if None
 
     def __post_init__(self) -> None:
         check_int("equity", self.equity)
         check_int("maintenance_margin", self.maintenance_margin, 0)
-        if self.initial_margin == -1:
+        if self.initial_margin is None:
             object.__setattr__(self, "initial_margin", self.maintenance_margin)
         check_int("initial_margin", self.initial_margin, self.maintenance_margin)
 
