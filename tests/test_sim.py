@@ -163,3 +163,18 @@ def test_cli_seed_option_changes_the_population(tmp_path: Path) -> None:
     assert head and head[0] in b.output and head[0] not in c.output
     bad = runner.invoke(app, [*args, str(tmp_path / "d.sqlite"), "--seed", "-1"])
     assert bad.exit_code == 2 and "--seed=-1" in bad.output
+
+
+def test_a_scenario_can_margin_its_market_by_scenario_margin(tmp_path: Path) -> None:
+    small = ("count = 300", "count = 30")
+    per_position = edited_quickstart(tmp_path, "pp.toml", small)
+    lyra = edited_quickstart(
+        tmp_path, "lyra.toml", small, ("vol = 0.8 ", 'model = "lyra-pmrm"\nvol = 0.8 ')
+    )
+    a = run(load_scenario(per_position), tmp_path / "pp.sqlite")
+    b = run(load_scenario(lyra), tmp_path / "lyra.sqlite")
+    assert a.liquidations > 0 and b.liquidations > 0
+    assert a.head != b.head  # the margin model changes who is liquidated, and when
+    bad = edited_quickstart(tmp_path, "bad.toml", ("vol = 0.8 ", 'model = "span"\nvol = 0.8 '))
+    with pytest.raises(InvalidArgument, match=r"\[margin\]: model='span'; available: per-position"):
+        load_scenario(bad)

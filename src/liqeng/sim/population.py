@@ -15,6 +15,7 @@ For account ``i`` (numpy ``Generator`` from ``SeedSequence(seed)``, drawn in thi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,10 +24,13 @@ from liqeng.ids import AccountId, InstrumentId
 from liqeng.ledger.model import Position
 from liqeng.market.instruments import Instrument
 from liqeng.market.marks import mark_price
-from liqeng.risk.margin import MarginParams, account_risk
+from liqeng.risk.margin import AccountRisk
 from liqeng.sim.scenario import Scenario
 
-__all__ = ["Holding", "generate"]
+__all__ = ["Holding", "RiskOf", "generate"]
+
+RiskOf = Callable[[int, Mapping[InstrumentId, Position]], AccountRisk]
+"""``(cash, positions) -> AccountRisk`` at the opening price."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +55,8 @@ class Holding:
         instruments: dict[InstrumentId, Instrument],
         index: int,
         now: int,
-        margin: MarginParams,
+        vol: float,
+        risk: RiskOf,
     ) -> float:
         """Screening health at the opening price (the premium estimate is approximate)."""
         positions: dict[InstrumentId, Position] = {}
@@ -60,12 +65,10 @@ class Holding:
             positions[perp] = Position(self.perp_size, index)
         if self.put is not None and self.put_size:
             opt = instruments[self.put]
-            mark = mark_price(opt, index, now, margin.vol)
+            mark = mark_price(opt, index, now, vol)
             cash += int(mark * -self.put_size / 10**opt.size_decimals)
             positions[self.put] = Position(self.put_size, max(int(mark), 1))
-        underlying = instruments[perp].underlying
-        risk = account_risk(cash, positions, instruments, {underlying: index}, now, margin)
-        return float(risk.health)
+        return float(risk(cash, positions).health)
 
 
 def generate(
@@ -75,8 +78,11 @@ def generate(
     instruments: dict[InstrumentId, Instrument],
     index: int,
     now: int,
-    margin: MarginParams,
+    vol: float,
+    risk: RiskOf,
 ) -> list[Holding]:
+    """``sc.accounts`` holdings from ``sc.seed``, each halved until ``risk`` (the engine's
+    exact account risk at the opening price) puts it at ``min_initial_health`` or above."""
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(sc.seed)))
     s0 = index / 10**sc.quote_decimals
     out: list[Holding] = []
@@ -95,7 +101,7 @@ def generate(
             AccountId(f"{sc.namespace}/acct-{i:04d}"), collateral, perp_size, put, put_size
         )
         for _ in range(64):
-            if holding.health(perp, instruments, index, now, margin) >= sc.min_initial_health:
+            if holding.health(perp, instruments, index, now, vol, risk) >= sc.min_initial_health:
                 break
             holding = holding.halved()
         out.append(holding)

@@ -10,7 +10,7 @@ against the market maker at the first index price. Then each tick is one
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +20,7 @@ from liqeng.engine import Engine, StepReport
 from liqeng.errors import InvalidArgument
 from liqeng.ids import AccountId, InstrumentId, asset_id, instrument_id
 from liqeng.ledger.core import Ledger
-from liqeng.ledger.model import AccountKind, AccountSpec, Posting, Transaction
+from liqeng.ledger.model import AccountKind, AccountSpec, Position, Posting, Transaction
 from liqeng.ledger.sqlite import SqliteStorage, is_liqeng_db
 from liqeng.liquidation.base import LiquidationPlan, SystemAccounts
 from liqeng.liquidation.fixed_fee import FixedFee
@@ -28,7 +28,10 @@ from liqeng.market.instruments import EuropeanOption, Instrument, Perpetual
 from liqeng.market.marks import mark_price
 from liqeng.market.trading import fill
 from liqeng.oracle.median import MedianOracle, PriceReport
-from liqeng.risk.margin import MarginParams
+from liqeng.risk.margin import AccountRisk, MarginParams
+from liqeng.risk.models import MarginModel, MarketData, PerPosition, market_account_risk
+from liqeng.risk.models import Scenario as ScenarioMargin
+from liqeng.risk.portfolio import LYRA_LIKE, LYRA_PMRM
 from liqeng.sim.population import Holding, generate
 from liqeng.sim.prices import source_name, ticks
 from liqeng.sim.scenario import Scenario
@@ -96,6 +99,14 @@ class _World:
     holdings: list[Holding]
     market_maker: AccountId
     keeper: AccountId
+
+
+def _markets(sc: Scenario) -> dict[str, MarginModel]:
+    """``[margin] model``: per-position (no entry) or a scenario-margin preset."""
+    presets = {"lyra-like": LYRA_LIKE, "lyra-pmrm": LYRA_PMRM}
+    if sc.margin_model == "per-position":
+        return {}
+    return {sc.underlying: ScenarioMargin(presets[sc.margin_model])}
 
 
 def run(
@@ -188,13 +199,21 @@ def _build(sc: Scenario, db_path: Path) -> _World:
         margin=margin,
         mechanism=FixedFee(sc.penalty_rate, sc.keeper_share, sc.protocol_share),
         system=system,
+        markets=_markets(sc),
     )
     first = engine.step(path[0][1])
     index0 = first.index_prices.get(sc.underlying)
     if index0 is None:
         raise InvalidArgument(f"{sc.path.name}: fewer than quorum={sc.quorum} sources at start")
     puts = _list_puts(engine, sc, quote, index0, first_ts)
-    holdings = generate(sc, perp, puts, engine.instruments, index0, first_ts, margin)
+    opening = MarketData(first_ts, {sc.underlying: index0}, default_vol=sc.vol)
+
+    def risk(cash: int, positions: Mapping[InstrumentId, Position]) -> AccountRisk:
+        return market_account_risk(
+            cash, positions, engine.instruments, opening, engine.markets, PerPosition(margin)
+        )
+
+    holdings = generate(sc, perp, puts, engine.instruments, index0, first_ts, sc.vol, risk)
     mm, keeper = AccountId(f"{ns}/market-maker"), AccountId(f"{ns}/keeper")
     with ledger.batch():
         _setup(ledger, sc, quote, system, engine.instruments, holdings, mm, keeper)

@@ -17,7 +17,10 @@ from liqeng.errors import InvalidArgument
 from liqeng.sim.prices import source_name
 from liqeng.units import EXACT, RATE_SCALE
 
-__all__ = ["Scenario", "load_scenario", "rate"]
+__all__ = ["MARGIN_MODELS", "Scenario", "load_scenario", "rate"]
+
+MARGIN_MODELS = ("per-position", "lyra-like", "lyra-pmrm")
+"""``[margin] model``: per-position rates, or a scenario-margin preset (liqeng.risk.portfolio)."""
 
 
 def rate(value: float, name: str) -> int:
@@ -70,6 +73,7 @@ class Scenario:
     option_maintenance_rate: int
     option_floor_rate: int
     vol: float
+    margin_model: str
     mechanism: str
     penalty_rate: int
     keeper_share: int
@@ -124,6 +128,11 @@ def load_scenario(path: str | Path) -> Scenario:
     strikes = ins.get("option_strikes", list)
     if not strikes or not all(isinstance(s, (int, float)) and 0 < s < 10 for s in strikes):
         raise InvalidArgument(f"{ins.where}: option_strikes={strikes!r} must be fractions > 0")
+    margin_model = mg.get("model", str) if "model" in mg.data else "per-position"
+    if margin_model not in MARGIN_MODELS:
+        raise InvalidArgument(
+            f"{mg.where}: model={margin_model!r}; available: {', '.join(MARGIN_MODELS)}"
+        )
     mechanism = lq.get("mechanism", str)
     if mechanism != "fixed-fee":
         raise InvalidArgument(f"{lq.where}: mechanism={mechanism!r}; available: 'fixed-fee'")
@@ -160,6 +169,7 @@ def load_scenario(path: str | Path) -> Scenario:
         option_maintenance_rate=rate(mg.get("option_maintenance_rate", float, 0, 1), "opt mm"),
         option_floor_rate=rate(mg.get("option_floor_rate", float, 0, 1), "option_floor_rate"),
         vol=mg.get("vol", float, 0.01, 5.0),
+        margin_model=margin_model,
         mechanism=mechanism,
         penalty_rate=rate(lq.get("penalty_rate", float, 0, 1), "penalty_rate"),
         keeper_share=rate(lq.get("keeper_share", float, 0, 1), "keeper_share"),
