@@ -1,0 +1,166 @@
+"""Pure aggregation of one market's candidate prices: no state, no clock, integers only.
+
+Notation: candidates ``C`` are the fresh reports that passed the per-source checks (jump,
+confidence), each a price ``p_i`` with an integer weight ``w_i``; ``W = Σ w_i``;
+``S = RATE_SCALE``.
+
+========================  =======================================================================
+weighted median           ``wmed(C)`` = the smallest ``p`` with ``2·Σ_{p_j <= p} w_j >= W`` (the
+                          lower median: an existing price, never an average one liar can pull)
+center                    ``m = wmed(C)``
+MAD                       the *upper* weighted median of ``{|p_i - m|}`` (``2·cum > W``), so that
+                          of two sources neither is ever a MAD outlier of the other
+MAD outlier               ``|p_i - m|·S·S > mad_k·max(MAD·S, mad_floor·m)``
+deviation outlier         ``|p_i - m|·S > max_deviation·m``
+survivors ``V``           ``C`` minus outliers (both tests use the same ``m``: one pass)
+index                     ``clamp(wmed(V), lo(C), hi(C))`` with ``lo`` the smallest ``p`` having
+                          ``3·Σ_{p_j <= p} w_j > W`` and ``hi`` the largest with
+                          ``3·Σ_{p_j >= p} w_j > W``
+========================  =======================================================================
+
+Why the clamp: dropping outliers can leave liars the majority of the survivors (honest 38,
+40, 79, 162, 173 and liars 31, 33 give ``m = 40``, ``MAD = 9``, survivors 31, 33, 38, 40 and
+a lower median of 33: a liar). If the liars' weight ``L`` satisfies ``3·L < W`` (less than
+half the honest weight), ``lo`` and ``hi`` are honest prices (here 38 and 79), so the index
+always lies within ``[min honest, max honest]``; it is always an existing report price.
+
+Per-source helpers, exact (no division): a source *jumped* between rounds when
+``(hi - lo)·S > max_jump·hi`` (Liquity's "more than halved or doubled" for 50%); two prices
+are *similar* when ``(hi - lo)·S <= tol·lo`` (Liquity's 5% agreement).
+
+``twap`` integrates a step function: sample ``(t_i, p_i)`` holds from ``t_i`` to
+``t_{i+1}`` (the last to ``now``); over ``[max(now - window, t_0), now]``,
+``twap = floor(Σ p_i·dt_i / Σ dt_i)``, or the last price when that span is empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from liqeng.units import RATE_SCALE
+
+__all__ = [
+    "Aggregate",
+    "Quote",
+    "aggregate",
+    "jumped",
+    "similar",
+    "twap",
+    "weighted_median",
+    "weighted_third_bounds",
+]
+
+S = RATE_SCALE
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    source: str
+    price: int
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """``index`` (``None`` with no candidates), the surviving sources, and why the others
+    were dropped (``"outlier-mad"`` or ``"outlier-deviation"``)."""
+
+    index: int | None
+    center: int | None
+    survivors: tuple[str, ...]
+    rejected: Mapping[str, str]
+
+
+def _sorted(quotes: Sequence[Quote]) -> list[Quote]:
+    return sorted(quotes, key=lambda q: (q.price, q.source))
+
+
+def weighted_median(pairs: Sequence[tuple[int, int]], *, upper: bool = False) -> int:
+    """Lower (or ``upper``) weighted median of ``(value, weight)`` pairs (non-empty, weights
+    > 0): the smallest value with ``2·cum >= W`` (upper: ``2·cum > W``)."""
+    ordered = sorted(pairs)
+    total = sum(w for _, w in ordered)
+    acc = 0
+    for value, w in ordered:
+        acc += w
+        if 2 * acc > total or (not upper and 2 * acc == total):
+            return value
+    raise AssertionError("unreachable: weights are positive")
+
+
+def weighted_third_bounds(pairs: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """``(lo, hi)``: the inner-third bounds of the module docstring."""
+    ordered = sorted(pairs)
+    total = sum(w for _, w in ordered)
+    acc = 0
+    lo = ordered[-1][0]
+    for value, w in ordered:
+        acc += w
+        if 3 * acc > total:
+            lo = value
+            break
+    acc = 0
+    hi = ordered[0][0]
+    for value, w in reversed(ordered):
+        acc += w
+        if 3 * acc > total:
+            hi = value
+            break
+    return lo, hi
+
+
+def jumped(previous: int, current: int, max_jump: int) -> bool:
+    hi, lo = max(previous, current), min(previous, current)
+    return (hi - lo) * S > max_jump * hi
+
+
+def similar(a: int, b: int, tol: int) -> bool:
+    hi, lo = max(a, b), min(a, b)
+    return (hi - lo) * S <= tol * lo
+
+
+def aggregate(
+    quotes: Sequence[Quote],
+    *,
+    mad_k: int | None,
+    mad_floor: int,
+    max_deviation: int | None,
+) -> Aggregate:
+    """Outlier rejection then the clamped weighted median (module docstring)."""
+    if not quotes:
+        return Aggregate(None, None, (), {})
+    pairs = [(q.price, q.weight) for q in quotes]
+    m = weighted_median(pairs)
+    mad = weighted_median([(abs(q.price - m), q.weight) for q in quotes], upper=True)
+    scale = max(mad * S, mad_floor * m)
+    rejected: dict[str, str] = {}
+    for q in quotes:
+        dev = abs(q.price - m)
+        if mad_k is not None and dev * S * S > mad_k * scale:
+            rejected[q.source] = "outlier-mad"
+        elif max_deviation is not None and dev * S > max_deviation * m:
+            rejected[q.source] = "outlier-deviation"
+    survivors = [q for q in _sorted(quotes) if q.source not in rejected]
+    # m always survives (deviation 0), so survivors is never empty.
+    lo, hi = weighted_third_bounds(pairs)
+    index = min(max(weighted_median([(q.price, q.weight) for q in survivors]), lo), hi)
+    return Aggregate(index, m, tuple(sorted(q.source for q in survivors)), rejected)
+
+
+def twap(samples: Sequence[tuple[int, int]], now: int, window: int) -> int | None:
+    """Time-weighted average of ``(ts, price)`` samples (ascending ts) over ``window``."""
+    if not samples:
+        return None
+    start = max(now - window, samples[0][0])
+    area = 0
+    span = 0
+    for i, (t, p) in enumerate(samples):
+        end = samples[i + 1][0] if i + 1 < len(samples) else now
+        a, b = max(t, start), min(end, now)
+        if b > a:
+            area += p * (b - a)
+            span += b - a
+    if span == 0:
+        return samples[-1][1]
+    return area // span
