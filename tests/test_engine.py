@@ -21,7 +21,7 @@ from liqeng.liquidation.base import SystemAccounts
 from liqeng.market import SviSlice, VolSurface, mark_price, year_fraction
 from liqeng.market.instruments import EuropeanOption, Perpetual, SpotCollateral
 from liqeng.market.trading import fill
-from liqeng.oracle import MedianOracle, PriceReport
+from liqeng.oracle import SourceReport, median_feed
 from liqeng.risk.margin import MarginParams
 from liqeng.risk.models import Scenario
 from liqeng.risk.portfolio import LYRA_LIKE, ScenarioPosition
@@ -61,7 +61,7 @@ def make_engine(
         deposit(led, "d-fund", SYS.insurance_fund, fund_usd * USD)
     engine = Engine(
         led,
-        MedianOracle(SOURCES, ["ETH"], 3600, 3),
+        median_feed(SOURCES, ["ETH"], 3600, 3),
         clock=clock,
         quote=USDC,
         instruments={PERP.id: PERP, PUT.id: PUT},
@@ -73,8 +73,8 @@ def make_engine(
     return engine, clock
 
 
-def reports(ts: int, *prices: int) -> list[PriceReport]:
-    return [PriceReport(s, "ETH", p * USD, ts) for s, p in zip(SOURCES, prices, strict=True)]
+def reports(ts: int, *prices: int) -> list[SourceReport]:
+    return [SourceReport(s, "ETH", p * USD, ts) for s, p in zip(SOURCES, prices, strict=True)]
 
 
 def trade(

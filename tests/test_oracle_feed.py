@@ -13,7 +13,6 @@ from liqeng.oracle import (
     FeedHealth,
     MarketConfig,
     MarketPrice,
-    PriceReport,
     SourceConfig,
     SourceReport,
 )
@@ -77,10 +76,15 @@ def test_refused_reports_change_nothing(report: Any, now: Any, needle: str) -> N
     assert feed.snapshot() == before
 
 
-def test_a_skeleton_price_report_is_read_as_a_source_report() -> None:
+def test_restore_puts_back_a_snapshot() -> None:
     feed = Feed([config(1)])
-    feed.submit(PriceReport("a", "ETH", 100, 1), 1)
+    feed.submit(SourceReport("a", "ETH", 100, 1), 1)
+    before = feed.snapshot()
     assert feed.update(1)["ETH"].price == 100
+    feed.restore(before)
+    assert feed.snapshot() == before and feed.latest("ETH") is None
+    with pytest.raises(InvalidArgument, match="not of this feed's markets"):
+        feed.restore(Feed([MarketConfig("BTC", (SourceConfig("a"),))]).snapshot())
 
 
 def test_update_refuses_time_going_backwards() -> None:

@@ -17,7 +17,7 @@ the ledger and the reports come from the driver.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 from liqeng.clock import Clock
@@ -28,7 +28,8 @@ from liqeng.ledger.model import AccountKind, Position
 from liqeng.liquidation.base import LiquidationContext, LiquidationPlan, Mechanism, SystemAccounts
 from liqeng.market.instruments import DatedFuture, EuropeanOption, Instrument, SpotCollateral
 from liqeng.market.marks import Vol
-from liqeng.oracle.median import MedianOracle, PriceReport
+from liqeng.oracle.feed import Feed, MarketPrice
+from liqeng.oracle.reports import SourceReport
 from liqeng.risk.margin import AccountRisk, MarginParams
 from liqeng.risk.models import MarginModel, MarketData, PerPosition, market_account_risk
 from liqeng.units import Asset
@@ -49,7 +50,9 @@ class Liquidation:
 @dataclass(frozen=True, slots=True)
 class StepReport:
     """What one step did. ``refused`` pairs an account with the refusal code of its
-    liquidation (e.g. the keeper could not pay for what it would take); the step goes on."""
+    liquidation (e.g. the keeper could not pay for what it would take, or its market's feed
+    is halted: ``liquidation/market-paused``); the step goes on. ``feed`` is the oracle's
+    output per market (price, sources agreed, health, breaker)."""
 
     now: int
     index_prices: Mapping[str, int]
@@ -57,6 +60,7 @@ class StepReport:
     liquidations: tuple[Liquidation, ...] = ()
     underwater: tuple[AccountId, ...] = ()
     refused: tuple[tuple[AccountId, str], ...] = ()
+    feed: Mapping[str, MarketPrice] = field(default_factory=dict)
 
 
 class Engine:
@@ -72,7 +76,7 @@ class Engine:
     def __init__(
         self,
         ledger: Ledger,
-        oracle: MedianOracle,
+        oracle: Feed,
         *,
         clock: Clock,
         quote: Asset,
@@ -175,9 +179,17 @@ class Engine:
                 "liquidation/stale-price",
                 f"index prices from ts={self.prices_ts} are too old at now={now}",
             )
-        missing = {self._instrument(i).underlying for i in positions} - set(self.index_prices)
+        markets = {self._instrument(i).underlying for i in positions}
+        missing = markets - set(self.index_prices)
         if missing:
             raise Refused("liquidation/stale-price", f"no index price for {sorted(missing)}")
+        risk = self.risk(account, positions)
+        paused = sorted(m for m in markets if not self.oracle.liquidation_allowed(m, risk.health))
+        if paused:
+            raise Refused(
+                "liquidation/market-paused",
+                f"the feed of {paused} allows no liquidation at health {float(risk.health):.4f}",
+            )
         ctx = LiquidationContext(
             tx_id=TxId(txid),
             account=account,
@@ -188,7 +200,7 @@ class Engine:
             keeper_positions=self.ledger.positions_of(keeper),
             instruments=self.instruments,
             market=self.market(),
-            risk=self.risk(account, positions),
+            risk=risk,
             insurance_fund_balance=self.ledger.balance_units(
                 self.system.insurance_fund, self.quote.id
             ),
@@ -198,20 +210,22 @@ class Engine:
         receipt = self.ledger.apply(plan.transaction)
         return Liquidation(account, receipt.seq, receipt.created, plan)
 
-    def step(self, reports: Iterable[PriceReport], keeper: AccountId | None = None) -> StepReport:
+    def step(self, reports: Iterable[SourceReport], keeper: AccountId | None = None) -> StepReport:
         """Ingest, aggregate, re-margin and (with a ``keeper``) liquidate, in one batch.
 
         A refused liquidation is reported and skipped; any other failure rolls the whole
         step back, index prices included.
         """
         now = self.clock.now()
+        saved_feed = self.oracle.snapshot()
         rejected: list[str] = []
         for report in reports:
             try:
                 self.oracle.submit(report, now)
             except LiqengError as exc:
                 rejected.append(str(exc))
-        prices = {u: a.price for u, a in self.oracle.index_prices(now).items()}
+        feed = self.oracle.update(now)
+        prices = {m: out.price for m, out in feed.items() if out.price is not None}
         liquidations: list[Liquidation] = []
         refused: list[tuple[AccountId, str]] = []
         previous = (self.index_prices, self.prices_ts, self.settlements)
@@ -222,7 +236,10 @@ class Engine:
                 self.ledger.record(
                     f"index:{now}:{self.ledger.seq + 1}",
                     "oracle.index",
-                    {"prices": {u: str(p) for u, p in sorted(prices.items())}},
+                    {
+                        "prices": {u: str(p) for u, p in sorted(prices.items())},
+                        "health": {m: out.health.value for m, out in sorted(feed.items())},
+                    },
                 )
                 self._settle(now)
                 candidates = self._liquidatable()
@@ -235,9 +252,16 @@ class Engine:
                         refused.append((account, exc.code))
         except BaseException:
             self.index_prices, self.prices_ts, self.settlements = previous
+            self.oracle.restore(saved_feed)
             raise
         return StepReport(
-            now, prices, tuple(rejected), tuple(liquidations), tuple(candidates), tuple(refused)
+            now,
+            prices,
+            tuple(rejected),
+            tuple(liquidations),
+            tuple(candidates),
+            tuple(refused),
+            feed,
         )
 
     def _settle(self, now: int) -> None:

@@ -75,7 +75,6 @@ from fractions import Fraction
 from liqeng.errors import InvalidArgument
 from liqeng.oracle.aggregate import Quote, aggregate, jumped, similar, twap
 from liqeng.oracle.config import MarketConfig
-from liqeng.oracle.median import PriceReport
 from liqeng.oracle.reports import TS_MAX, SourceReport
 from liqeng.units import RATE_SCALE, check_int
 
@@ -198,18 +197,16 @@ class Feed:
             raise InvalidArgument(f"now={n} is before the last update at {self._now}")
         return n
 
-    def submit(self, report: SourceReport | PriceReport, now: int) -> None:
+    def submit(self, report: SourceReport, now: int) -> None:
         """Accept ``report`` or raise ``InvalidArgument`` naming the value; a refusal
-        changes nothing. A ``PriceReport`` is read as a ``SourceReport`` without confidence.
+        changes nothing.
 
         Refused: an unknown market, an unknown source or one that does not feed the market,
         ``ts > now``, ``ts`` not after the source's last accepted ``ts`` for the market (so of
         two prices with one ``ts`` the first is kept), ``now`` before the last update.
         """
         now = self._check_now(now)
-        if isinstance(report, PriceReport):
-            report = SourceReport(report.source, report.underlying, report.price, report.ts)
-        elif not isinstance(report, SourceReport):
+        if not isinstance(report, SourceReport):
             raise InvalidArgument(f"report={report!r} must be a SourceReport")
         cfg = self._configs.get(report.market)
         if cfg is None:
@@ -466,5 +463,13 @@ class Feed:
         st.breaker, st.breaker_reason = level, reason
 
     def snapshot(self) -> object:
-        """A deep, comparable copy of all mutable state (for tests and audits)."""
+        """A deep, comparable copy of all mutable state (for tests, audits and ``restore``)."""
         return copy.deepcopy((self._now, self._states))
+
+    def restore(self, snapshot: object) -> None:
+        """Put back the state ``snapshot()`` returned (the engine does, when a step fails)."""
+        copied: tuple[int | None, dict[str, _MarketState]] = copy.deepcopy(snapshot)  # type: ignore[assignment]
+        now, states = copied
+        if set(states) != set(self._states):
+            raise InvalidArgument("snapshot is not of this feed's markets")
+        self._now, self._states = now, states

@@ -1,4 +1,10 @@
-"""Ready-made configurations. ``liquity``: Liquity v1's ``PriceFeed`` as feed settings.
+"""Ready-made configurations.
+
+``median_feed``: N equally weighted sources per market, each fresh for ``max_age_s``, a
+quorum, and the default outlier guards (3·MAD, 10% from the median); every other
+``MarketConfig`` setting may be passed through.
+
+``liquity``: Liquity v1's ``PriceFeed`` as feed settings.
 
 Liquity (``liquity/dev:packages/contracts/contracts/PriceFeed.sol``) reads Chainlink
 (primary) and Tellor (fallback) and scales both to 18 decimals. Its rules map onto generic
@@ -32,12 +38,37 @@ price; here that is status 2 with the same price.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from liqeng.errors import InvalidArgument
 from liqeng.oracle.config import MarketConfig, SourceConfig
-from liqeng.oracle.feed import MarketPrice
+from liqeng.oracle.feed import Feed, MarketPrice
 from liqeng.units import check_int
 
-__all__ = ["LIQUITY_TIMEOUT_S", "liquity", "liquity_status", "scale_to_digits"]
+__all__ = ["LIQUITY_TIMEOUT_S", "liquity", "liquity_status", "median_feed", "scale_to_digits"]
+
+
+def median_feed(
+    sources: Iterable[str],
+    markets: Iterable[str],
+    max_age_s: int,
+    quorum: int,
+    **settings: Any,
+) -> Feed:
+    """A ``Feed`` pricing every market from the same equally weighted ``sources``."""
+    names = tuple(sources)
+    configs = [
+        MarketConfig(
+            market,
+            tuple(SourceConfig(n, max_age_s=max_age_s) for n in names),
+            quorum=quorum,
+            **settings,
+        )
+        for market in markets
+    ]
+    return Feed(configs, max_age_s)
+
 
 LIQUITY_TIMEOUT_S = 14_400
 

@@ -19,7 +19,7 @@ from liqeng.units import PRICE_MAX, check_int
 __all__ = ["TS_MAX", "SourceReport"]
 
 TS_MAX = 2**62
-"""Bound of a timestamp in seconds (as ``PriceReport``)."""
+"""Bound of a timestamp in seconds."""
 
 
 @dataclass(frozen=True, slots=True)

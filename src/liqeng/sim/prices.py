@@ -18,7 +18,7 @@ from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from pathlib import Path
 
 from liqeng.errors import InvalidArgument
-from liqeng.oracle.median import PriceReport
+from liqeng.oracle.reports import SourceReport
 from liqeng.units import EXACT
 
 __all__ = ["Candle", "read_candles", "source_name", "ticks"]
@@ -86,13 +86,13 @@ def read_candles(path: Path, decimals: int) -> list[Candle]:
 
 def ticks(
     files: tuple[Path, ...], underlying: str, decimals: int, per_candle: int
-) -> Iterator[tuple[int, list[PriceReport]]]:
+) -> Iterator[tuple[int, list[SourceReport]]]:
     """Yield ``(ts, reports)`` in time order, one report per source per tick."""
     if per_candle not in _SHAPES:
         raise InvalidArgument(f"ticks_per_candle={per_candle} must be 1 (close), 2 or 4")
     series = {source_name(f): read_candles(f, decimals) for f in files}
     step = min(b.ts - a.ts for c in series.values() for a, b in itertools.pairwise(c))
-    by_time: dict[int, list[PriceReport]] = {}
+    by_time: dict[int, list[SourceReport]] = {}
     for source, candles in sorted(series.items()):
         for c in candles:
             path = [c.open, c.high, c.low, c.close]
@@ -101,6 +101,6 @@ def ticks(
             path = [path[k] for k in _SHAPES[per_candle]]
             for i, price in enumerate(path):
                 ts = c.ts + i * step // per_candle
-                by_time.setdefault(ts, []).append(PriceReport(source, underlying, price, ts))
+                by_time.setdefault(ts, []).append(SourceReport(source, underlying, price, ts))
     for ts in sorted(by_time):
         yield ts, by_time[ts]

@@ -27,7 +27,8 @@ from liqeng.liquidation.fixed_fee import FixedFee
 from liqeng.market.instruments import EuropeanOption, Instrument, Perpetual
 from liqeng.market.marks import mark_price
 from liqeng.market.trading import fill
-from liqeng.oracle.median import MedianOracle, PriceReport
+from liqeng.oracle.presets import median_feed
+from liqeng.oracle.reports import SourceReport
 from liqeng.risk.margin import AccountRisk, MarginParams
 from liqeng.risk.models import MarginModel, MarketData, PerPosition, market_account_risk
 from liqeng.risk.models import Scenario as ScenarioMargin
@@ -94,7 +95,7 @@ class _World:
     engine: Engine
     storage: SqliteStorage
     clock: SimClock
-    path: list[tuple[int, list[PriceReport]]]
+    path: list[tuple[int, list[SourceReport]]]
     first: StepReport
     holdings: list[Holding]
     market_maker: AccountId
@@ -186,7 +187,7 @@ def _build(sc: Scenario, db_path: Path) -> _World:
         option_floor_rate=sc.option_floor_rate,
         vol=sc.vol,
     )
-    oracle = MedianOracle(
+    oracle = median_feed(
         [source_name(f) for f in sc.price_files], [sc.underlying], sc.max_age_s, sc.quorum
     )
     perp = instrument_id(f"{ns}/{sc.underlying}-PERP")
