@@ -82,3 +82,11 @@ def test_quick_scan_benchmark_writes_its_figures(tmp_path: Path) -> None:
     ):
         assert res[section][key] > 0, (section, key)
     assert res["book"]["accounts"] > 0 and res["book"]["positions"] > 0
+    sc = res["scenario_scan"]
+    assert "scenario scan" in table
+    assert sc["scenarios"] == 23
+    assert sc["incremental_2_workers"]["equals_full_scan"] is True
+    for key in ("full_2_workers", "full_1_worker", "incremental_2_workers", "incremental_1_worker"):
+        assert sc[key]["median"] > 0, key
+    assert sc["scan_traced_peak_bytes"] > 0
+    assert all(v > 0 for v in sc["breakdown_1_thread_s"].values())
