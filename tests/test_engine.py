@@ -342,3 +342,31 @@ def test_an_option_market_can_price_off_a_vol_surface(tmp_path: Path) -> None:
     mark = mark_price(PUT, 2000 * USD, 0, float(sigma))
     assert engine.risk(ALICE).equity == 1_050 * USD + (Fraction(mark) * -5).__floor__()
     assert engine.risk(ALICE).equity != flat
+
+
+def test_the_scan_screen_changes_nothing_the_exact_path_decides(tmp_path: Path) -> None:
+    """Twenty accounts through a crash, once screened by the scan and once re-checking
+    every account exactly: the same liquidations in the same order, the same ledger."""
+    runs = []
+    for screen in (True, False):
+        (tmp_path / str(screen)).mkdir()
+        engine, clock = make_engine(tmp_path / str(screen), screen=screen)
+        engine.step(reports(0, 2000, 2000, 2000, 2000, 2000))
+        led = engine.ledger
+        for n in range(20):
+            acct = AccountId(f"t/u{n:02d}")
+            led.open_account(AccountSpec(acct, AccountKind.USER))
+            deposit(led, f"d-{acct}", acct, (300 + 37 * n) * USD)
+            size = (1 + n % 4) * ETH // 2
+            buyer, seller = (acct, BOB) if n % 3 else (BOB, acct)
+            trade(engine, f"perp-{acct}", buyer, seller, PERP, size, 2000)
+            if n % 2:
+                trade(engine, f"put-{acct}", BOB, acct, PUT, ETH, 12)
+        steps = []
+        for k, price in enumerate((1950, 1900, 1850, 1800, 2100, 2300, 1700, 1500), start=1):
+            clock.set(600 * k)
+            step = engine.step(reports(600 * k, *[price] * 5), keeper=KEEPER)
+            steps.append([(liq.account, liq.seq) for liq in step.liquidations])
+        runs.append((steps, led.state_digest(), led.head))
+    assert runs[0] == runs[1]
+    assert sum(len(s) for s in runs[0][0]) >= 5  # the crash did liquidate

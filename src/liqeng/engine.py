@@ -2,11 +2,13 @@
 
 ``Engine.step(reports, keeper)`` accepts source reports, aggregates the index prices,
 records them in the log, settles every instrument that has expired at the first index
-price at or after its expiry (a ``market.settlement`` event), re-margins every account
-holding positions with the exact integer path (each underlying by its market's margin
-model, ``liqeng.risk.models``), and liquidates the liquidatable ones in
-``(health, account_id)`` order, all inside one ledger batch (one durable database
-transaction). ``Engine.liquidate`` is
+price at or after its expiry (a ``market.settlement`` event), screens every account
+holding positions with the vectorised scan (``liqeng.risk.scan``; its book is rebuilt only
+when the ledger's state changed) and re-checks the candidates with the exact integer path
+(each underlying by its market's margin model, ``liqeng.risk.models``), and liquidates the
+liquidatable ones in ``(health, account_id)`` order, all inside one ledger batch (one
+durable database transaction). Markets on scenario margin are re-checked exactly without
+the screen for now. ``Engine.liquidate`` is
 the same path a keeper's request takes: eligibility is re-checked against the index
 price current at execution (refused when older than the oracle's ``max_age_s``), never
 the price the keeper saw, at the time of the driver's clock, never a time the caller
@@ -20,6 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+import numpy as np
+
 from liqeng.clock import Clock
 from liqeng.errors import InvalidArgument, LiqengError, Refused
 from liqeng.ids import AccountId, AssetId, InstrumentId, TxId, tx_id
@@ -27,11 +31,12 @@ from liqeng.ledger.core import Ledger
 from liqeng.ledger.model import AccountKind, Position
 from liqeng.liquidation.base import LiquidationContext, LiquidationPlan, Mechanism, SystemAccounts
 from liqeng.market.instruments import DatedFuture, EuropeanOption, Instrument, SpotCollateral
-from liqeng.market.marks import Vol
+from liqeng.market.marks import Vol, option_vol
 from liqeng.oracle.feed import Feed, MarketPrice
 from liqeng.oracle.reports import SourceReport
 from liqeng.risk.margin import AccountRisk, MarginParams
 from liqeng.risk.models import MarginModel, MarketData, PerPosition, market_account_risk
+from liqeng.risk.scan import Book, candidates, scan
 from liqeng.units import Asset
 
 __all__ = ["Engine", "Liquidation", "StepReport"]
@@ -86,6 +91,7 @@ class Engine:
         system: SystemAccounts,
         markets: Mapping[str, MarginModel] | None = None,
         collateral: Iterable[SpotCollateral] = (),
+        screen: bool = True,
     ) -> None:
         self.ledger = ledger
         self.oracle = oracle
@@ -111,6 +117,8 @@ class Engine:
         self.vols: dict[str, Vol] = {}
         self.exchange_rates: dict[AssetId, int] = {}
         self.settlements: dict[InstrumentId, int] = {}
+        self.screen = screen
+        self._book: tuple[int, Book] | None = None  # (ledger.state_version, book)
 
     def market(self) -> MarketData:
         """The market data the engine values with now (prices, clock, vols, settlements)."""
@@ -285,9 +293,16 @@ class Engine:
 
     def _liquidatable(self) -> list[AccountId]:
         """User accounts with ``equity < maintenance_margin``, most unhealthy first; ties
-        by account id. Accounts missing a fresh price for any underlying are skipped."""
+        by account id. Accounts missing a fresh price for any underlying are skipped.
+
+        With ``screen`` (and per-position margin in every market) the vectorised scan
+        picks the candidates and only they are re-checked exactly; the scan's error bound
+        makes the result the same as re-checking every account."""
+        by_account = self.ledger.positions_by_account()
+        screened = self._screen(by_account)
         found: list[tuple[Fraction, AccountId]] = []
-        for account, positions in self.ledger.positions_by_account().items():
+        for account in sorted(by_account) if screened is None else screened:
+            positions = by_account[account]
             if self.ledger.accounts[account] is not AccountKind.USER:
                 continue
             if any(self._instrument(i).underlying not in self.index_prices for i in positions):
@@ -296,3 +311,39 @@ class Engine:
             if risk.is_liquidatable:
                 found.append((risk.health, account))
         return [account for _, account in sorted(found)]
+
+    def _screen(
+        self, by_account: Mapping[AccountId, Mapping[InstrumentId, Position]]
+    ) -> list[AccountId] | None:
+        """The scan's candidates, or ``None`` where it does not apply (screen off, a
+        market with another model, an underlying without a price)."""
+        if not self.screen or any(
+            not isinstance(m, PerPosition) or m.params != self.margin for m in self.markets.values()
+        ):
+            return None
+        version = self.ledger.state_version
+        if self._book is None or self._book[0] != version:
+            users = {
+                a: (self.ledger.balance_units(a, self.quote.id), p)
+                for a, p in by_account.items()
+                if self.ledger.accounts[a] is AccountKind.USER
+            }
+            self._book = (version, Book.from_accounts(users, self.instruments))
+        book = self._book[1]
+        if book.account_ids is None or book.instrument_ids is None:
+            return None
+        if any(u not in self.index_prices for u in book.underlyings):
+            return None
+        market = self.market()
+        vols = np.empty(book.n_instruments)
+        settle = np.full(book.n_instruments, np.nan)
+        for i, iid in enumerate(book.instrument_ids):
+            inst = self.instruments[iid]
+            vols[i] = self.margin.vol
+            if isinstance(inst, EuropeanOption) and not market.is_settled(inst):
+                index = self.index_prices[inst.underlying]
+                vols[i] = option_vol(inst, index, market.now_ts, market.vol(inst.underlying))
+            if iid in self.settlements:
+                settle[i] = float(self.settlements[iid])
+        result = scan(book, self.index_prices, market.now_ts, self.margin, vols, settle)
+        return [book.account_ids[int(a)] for a in candidates(result)]

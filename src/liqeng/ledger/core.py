@@ -84,6 +84,9 @@ class Ledger:
         self._balances: dict[BalanceKey, int] = {}
         self._positions: dict[PositionKey, Position] = {}
         self._by_account: dict[AccountId, dict[InstrumentId, Position]] = {}
+        self.state_version = 0
+        """Bumped by every applied transaction (never lowered): caches of balances and
+        positions compare it to know they are current."""
         self._snapshot_due = False
         self._seq = 0
         self._ts = 0
@@ -403,6 +406,7 @@ class Ledger:
             new_balances[key] = value
 
         def mutate() -> None:
+            self.state_version += 1  # never undone: a rollback only costs a spurious rebuild
             for k, v in new_balances.items():
                 self._set(self._balances, k, v)
             for k2, pos in new_positions.items():
