@@ -178,3 +178,25 @@ def test_a_scenario_can_margin_its_market_by_scenario_margin(tmp_path: Path) -> 
     bad = edited_quickstart(tmp_path, "bad.toml", ("vol = 0.8 ", 'model = "span"\nvol = 0.8 '))
     with pytest.raises(InvalidArgument, match=r"\[margin\]: model='span'; available: per-position"):
         load_scenario(bad)
+
+
+def test_oracle_guards_are_scenario_settings(tmp_path: Path) -> None:
+    guarded = edited_quickstart(
+        tmp_path,
+        "g.toml",
+        ("count = 300", "count = 20"),
+        ("# max_move = 0.2 ", "max_move = 0.2 "),
+        ("# grace_period_s = 0 ", "grace_period_s = 900 "),
+        ("# mad_k = 3.0 ", "mad_k = 2.5 "),
+    )
+    sc = load_scenario(guarded)
+    assert sc.oracle_settings == {
+        "max_move": 200_000_000,
+        "mad_k": 2_500_000_000,
+        "grace_period_s": 900,
+    }
+    s = run(sc, tmp_path / "g.sqlite")
+    assert s.feed_degraded_steps > 0 and s.liquidations > 0
+    bad = edited_quickstart(tmp_path, "bad.toml", ("# delay_s = 3600 ", "delay_s = -1 "))
+    with pytest.raises(InvalidArgument, match=r"\[oracle\]: delay_s=-1 must be within"):
+        load_scenario(bad)

@@ -48,6 +48,7 @@ def _summary_table(s: RunSummary) -> Table:
             " / ".join(_money(p, d) for p in (s.index_first, s.index_min, s.index_last)),
         ),
         ("rejected source reports", f"{s.rejected_reports:,}"),
+        ("feed degraded / halted steps", f"{s.feed_degraded_steps:,} / {s.feed_halted_steps:,}"),
         ("liquidations", f"{s.liquidations:,}"),
         ("  refused at execution", f"{s.refused_liquidations:,}"),
         ("notional liquidated", _money(s.notional, d)),

@@ -10,6 +10,7 @@ against the market maker at the first index price. Then each tick is one
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from liqeng.liquidation.fixed_fee import FixedFee
 from liqeng.market.instruments import EuropeanOption, Instrument, Perpetual
 from liqeng.market.marks import mark_price
 from liqeng.market.trading import fill
+from liqeng.oracle.feed import FeedHealth
 from liqeng.oracle.presets import median_feed
 from liqeng.oracle.reports import SourceReport
 from liqeng.risk.margin import AccountRisk, MarginParams
@@ -57,6 +59,8 @@ class RunSummary:
     index_min: int
     index_last: int
     rejected_reports: int
+    feed_degraded_steps: int
+    feed_halted_steps: int
     liquidations: int
     refused_liquidations: int
     notional: int
@@ -123,6 +127,7 @@ def run(
     plans: list[LiquidationPlan] = []
     prices = [w.first.index_prices[sc.underlying]]
     rejected, refused = len(w.first.rejected_reports), 0
+    health = Counter(out.health for out in w.first.feed.values())
     for n, (ts, reports) in enumerate(w.path[1:], start=2):
         w.clock.set(ts)
         step = w.engine.step(reports, keeper=w.keeper)
@@ -131,6 +136,7 @@ def run(
                 _unwind(w.engine, w.keeper, w.market_maker, ts)
         rejected += len(step.rejected_reports)
         refused += len(step.refused)
+        health.update(out.health for out in step.feed.values())
         prices.append(step.index_prices.get(sc.underlying, prices[-1]))
         plans += [liq.plan for liq in step.liquidations]
         if on_tick is not None:
@@ -150,6 +156,8 @@ def run(
         index_min=min(prices),
         index_last=prices[-1],
         rejected_reports=rejected,
+        feed_degraded_steps=health[FeedHealth.DEGRADED],
+        feed_halted_steps=health[FeedHealth.HALTED],
         liquidations=len(plans),
         refused_liquidations=refused,
         notional=sum(p.notional for p in plans),
@@ -188,7 +196,11 @@ def _build(sc: Scenario, db_path: Path) -> _World:
         vol=sc.vol,
     )
     oracle = median_feed(
-        [source_name(f) for f in sc.price_files], [sc.underlying], sc.max_age_s, sc.quorum
+        [source_name(f) for f in sc.price_files],
+        [sc.underlying],
+        sc.max_age_s,
+        sc.quorum,
+        **sc.oracle_settings,
     )
     perp = instrument_id(f"{ns}/{sc.underlying}-PERP")
     engine = Engine(

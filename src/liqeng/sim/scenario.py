@@ -22,6 +22,32 @@ __all__ = ["MARGIN_MODELS", "Scenario", "load_scenario", "rate"]
 MARGIN_MODELS = ("per-position", "lyra-like", "lyra-pmrm")
 """``[margin] model``: per-position rates, or a scenario-margin preset (liqeng.risk.portfolio)."""
 
+ORACLE_RATES = ("max_deviation", "max_move", "twap_guard_bound", "breaker_tolerance")
+"""Optional ``[oracle]`` fractions (0.10 = 10%), passed to ``MarketConfig`` as rates."""
+ORACLE_INTS = (
+    "confirm_updates",
+    "delay_s",
+    "twap_window_s",
+    "twap_guard_window_s",
+    "grace_period_s",
+)
+"""Optional ``[oracle]`` integers (counts and seconds), passed to ``MarketConfig``."""
+
+
+def _oracle_settings(orc: _Table) -> dict[str, Any]:
+    """The optional feed settings of ``[oracle]``; ``mad_k`` is a multiple (3.0)."""
+    out: dict[str, Any] = {}
+    for key in ORACLE_RATES:
+        if key in orc.data:
+            out[key] = rate(orc.get(key, float, 0, 100), key)
+    if "mad_k" in orc.data:
+        out["mad_k"] = rate(orc.get("mad_k", float, 0, 100), "mad_k")
+    for key in ORACLE_INTS:
+        if key in orc.data:
+            out[key] = orc.get(key, int, 0, 10**9)
+    return out
+
+
 
 def rate(value: float, name: str) -> int:
     """A TOML fraction (0.05) as parts per RATE_SCALE, via its shortest decimal text."""
@@ -63,6 +89,7 @@ class Scenario:
     ticks_per_candle: int
     quorum: int
     max_age_s: int
+    oracle_settings: dict[str, Any]
     quote_asset: str
     quote_decimals: int
     perp_size_decimals: int
@@ -159,6 +186,7 @@ def load_scenario(path: str | Path) -> Scenario:
         ticks_per_candle=pr.get("ticks_per_candle", int, 1, 4),
         quorum=orc.get("quorum", int, 1, len(files)),
         max_age_s=orc.get("max_age_s", int, 1, 10**9),
+        oracle_settings=_oracle_settings(orc),
         quote_asset=qt.get("asset", str),
         quote_decimals=qt.get("decimals", int, 0, 18),
         perp_size_decimals=ins.get("perp_size_decimals", int, 0, 18),
