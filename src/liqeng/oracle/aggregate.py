@@ -72,15 +72,16 @@ class Aggregate:
     rejected: Mapping[str, str]
 
 
-def _sorted(quotes: Sequence[Quote]) -> list[Quote]:
-    return sorted(quotes, key=lambda q: (q.price, q.source))
-
-
 def weighted_median(pairs: Sequence[tuple[int, int]], *, upper: bool = False) -> int:
     """Lower (or ``upper``) weighted median of ``(value, weight)`` pairs (non-empty, weights
     > 0): the smallest value with ``2·cum >= W`` (upper: ``2·cum > W``)."""
-    ordered = sorted(pairs)
-    total = sum(w for _, w in ordered)
+    return _median_sorted(sorted(pairs), upper)
+
+
+def _median_sorted(ordered: Sequence[tuple[int, int]], upper: bool = False) -> int:
+    total = 0
+    for _, w in ordered:
+        total += w
     acc = 0
     for value, w in ordered:
         acc += w
@@ -91,7 +92,10 @@ def weighted_median(pairs: Sequence[tuple[int, int]], *, upper: bool = False) ->
 
 def weighted_third_bounds(pairs: Sequence[tuple[int, int]]) -> tuple[int, int]:
     """``(lo, hi)``: the inner-third bounds of the module docstring."""
-    ordered = sorted(pairs)
+    return _third_bounds_sorted(sorted(pairs))
+
+
+def _third_bounds_sorted(ordered: Sequence[tuple[int, int]]) -> tuple[int, int]:
     total = sum(w for _, w in ordered)
     acc = 0
     lo = ordered[-1][0]
@@ -130,22 +134,32 @@ def aggregate(
     """Outlier rejection then the clamped weighted median (module docstring)."""
     if not quotes:
         return Aggregate(None, None, (), {})
-    pairs = [(q.price, q.weight) for q in quotes]
-    m = weighted_median(pairs)
-    mad = weighted_median([(abs(q.price - m), q.weight) for q in quotes], upper=True)
+    # One sort serves the median, the bounds and the survivors' median (a filtered sorted
+    # list is sorted); only values matter to a weighted median, so ties are irrelevant.
+    ordered = sorted((q.price, q.weight, q.source) for q in quotes)
+    pairs = [(p, w) for p, w, _ in ordered]
+    m = _median_sorted(pairs)
+    mad = weighted_median([(abs(p - m), w) for p, w in pairs], upper=True)
     scale = max(mad * S, mad_floor * m)
+    mad_limit = None if mad_k is None else mad_k * scale
+    dev_limit = None if max_deviation is None else max_deviation * m
     rejected: dict[str, str] = {}
-    for q in quotes:
-        dev = abs(q.price - m)
-        if mad_k is not None and dev * S * S > mad_k * scale:
-            rejected[q.source] = "outlier-mad"
-        elif max_deviation is not None and dev * S > max_deviation * m:
-            rejected[q.source] = "outlier-deviation"
-    survivors = [q for q in _sorted(quotes) if q.source not in rejected]
-    # m always survives (deviation 0), so survivors is never empty.
-    lo, hi = weighted_third_bounds(pairs)
-    index = min(max(weighted_median([(q.price, q.weight) for q in survivors]), lo), hi)
-    return Aggregate(index, m, tuple(sorted(q.source for q in survivors)), rejected)
+    kept: list[tuple[int, int]] = []
+    names: list[str] = []
+    for p, w, source in ordered:
+        dev = abs(p - m)
+        if mad_limit is not None and dev * S * S > mad_limit:
+            rejected[source] = "outlier-mad"
+        elif dev_limit is not None and dev * S > dev_limit:
+            rejected[source] = "outlier-deviation"
+        else:
+            kept.append((p, w))
+            names.append(source)
+    # m always survives (deviation 0), so kept is never empty.
+    lo, hi = _third_bounds_sorted(pairs)
+    index = min(max(_median_sorted(kept), lo), hi)
+    rejected = {q.source: rejected[q.source] for q in quotes if q.source in rejected}
+    return Aggregate(index, m, tuple(sorted(names)), rejected)
 
 
 def twap(samples: Sequence[tuple[int, int]], now: int, window: int) -> int | None:

@@ -65,7 +65,6 @@ true only for ``health < grace_health_floor``; true otherwise.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -128,7 +127,7 @@ class MarketPrice:
         raise InvalidArgument(f"source={source!r} does not feed market={self.market!r}")
 
 
-@dataclass
+@dataclass(slots=True)
 class _SourceState:
     latest: SourceReport | None = None
     seen: SourceReport | None = None
@@ -152,6 +151,26 @@ class _MarketState:
     health: FeedHealth | None = None
     grace_until: int | None = None
     last: MarketPrice | None = None
+
+    def copy(self) -> _MarketState:
+        """A copy sharing only immutable values (reports, prices, ``MarketPrice``)."""
+        return _MarketState(
+            {n: _SourceState(s.latest, s.seen, s.baseline) for n, s in self.sources.items()},
+            set(self.distrusted),
+            self.last_good,
+            self.last_good_ts,
+            self.pending_dir,
+            self.pending_count,
+            list(self.samples),
+            self.osm_cur,
+            self.osm_nxt,
+            self.osm_zzz,
+            self.breaker,
+            self.breaker_reason,
+            self.health,
+            self.grace_until,
+            self.last,
+        )
 
 
 def _health_fraction(health: object) -> Fraction:
@@ -187,7 +206,18 @@ class Feed:
             m: _MarketState({s.name: _SourceState() for s in c.sources})
             for m, c in self._configs.items()
         }
+        # Copy-on-write: the states of these markets are also held by a snapshot, so they
+        # are copied (``_own``) before their first change after it.
+        self._shared: set[str] = set()
+        self._weights = {m: {s.name: s.weight for s in c.sources} for m, c in self._configs.items()}
         self._now: int | None = None
+
+    def _own(self, market: str) -> _MarketState:
+        """The market's state, copied first if a snapshot holds it."""
+        if market in self._shared:
+            self._shared.discard(market)
+            self._states[market] = self._states[market].copy()
+        return self._states[market]
 
     # ---- input -------------------------------------------------------------------------
 
@@ -213,19 +243,19 @@ class Feed:
             raise InvalidArgument(f"market={report.market!r} has no feed")
         if report.source not in self.sources:
             raise InvalidArgument(f"source={report.source!r} is not a configured source")
-        if cfg.source(report.source) is None:
+        latest = self._states[report.market].sources.get(report.source)
+        if latest is None:
             raise InvalidArgument(
                 f"source={report.source!r} does not feed market={report.market!r}"
             )
         if report.ts > now:
             raise InvalidArgument(f"report ts={report.ts} from {report.source} is after now={now}")
-        ss = self._states[report.market].sources[report.source]
-        if ss.latest is not None and report.ts <= ss.latest.ts:
+        if latest.latest is not None and report.ts <= latest.latest.ts:
             raise InvalidArgument(
                 f"report ts={report.ts} from {report.source} for {report.market} is not after "
-                f"its last ts={ss.latest.ts}"
+                f"its last ts={latest.latest.ts}"
             )
-        ss.latest = report
+        self._own(report.market).sources[report.source].latest = report
 
     # ---- aggregation -------------------------------------------------------------------
 
@@ -234,14 +264,14 @@ class Feed:
         now = self._check_now(now)
         out = {}
         for market in sorted(self._configs):
-            out[market] = self._update_market(self._configs[market], self._states[market], now)
+            out[market] = self._update_market(self._configs[market], self._own(market), now)
         self._now = now
         return out
 
     def _update_market(self, cfg: MarketConfig, st: _MarketState, now: int) -> MarketPrice:
         verdicts: dict[str, str] = {}
         reasons: list[str] = []
-        weights = {s.name: s.weight for s in cfg.sources}
+        weights = self._weights[cfg.market]
         # 1. rounds
         for ss in st.sources.values():
             if ss.latest is not ss.seen:
@@ -454,22 +484,38 @@ class Feed:
     def set_breaker(self, market: str, level: int, reason: str) -> None:
         """Governance: set the breaker to ``level`` (0..3) for ``reason``. Lowering it from
         >= 1 to 0 starts the grace period at the last update's ``now``."""
-        st = self._state(market)
+        self._state(market)
         check_int("breaker level", level, 0, 3)
         if not isinstance(reason, str) or not reason.strip():
             raise InvalidArgument(f"reason={reason!r} must be a non-empty str")
+        st = self._own(market)
         if level == 0 and st.breaker >= 1 and self._now is not None:
             st.grace_until = self._now + self._configs[market].grace_period_s
         st.breaker, st.breaker_reason = level, reason
 
     def snapshot(self) -> object:
-        """A deep, comparable copy of all mutable state (for tests, audits and ``restore``)."""
-        return copy.deepcopy((self._now, self._states))
+        """A comparable copy of all mutable state (for tests, audits and ``restore``) that
+        later changes to the feed never alter.
+
+        Copy-on-write: it shares every market's state with the feed, which copies a
+        market's state before its first change after the snapshot, so a snapshot costs
+        one dict of references and each step copies only the markets it changes.
+        """
+        self._shared = set(self._states)
+        return (self._now, dict(self._states))
 
     def restore(self, snapshot: object) -> None:
-        """Put back the state ``snapshot()`` returned (the engine does, when a step fails)."""
-        copied: tuple[int | None, dict[str, _MarketState]] = copy.deepcopy(snapshot)  # type: ignore[assignment]
-        now, states = copied
+        """Put back the state ``snapshot()`` returned (the engine does, when a step fails);
+        the snapshot stays valid for another ``restore``."""
+        if (
+            not isinstance(snapshot, tuple)
+            or len(snapshot) != 2
+            or not isinstance(snapshot[1], dict)
+            or not all(isinstance(v, _MarketState) for v in snapshot[1].values())
+        ):
+            raise InvalidArgument("snapshot is not a Feed snapshot")
+        now, states = snapshot
         if set(states) != set(self._states):
             raise InvalidArgument("snapshot is not of this feed's markets")
-        self._now, self._states = now, states
+        self._now, self._states = now, dict(states)
+        self._shared = set(self._states)
