@@ -370,3 +370,27 @@ def test_the_scan_screen_changes_nothing_the_exact_path_decides(tmp_path: Path) 
         runs.append((steps, led.state_digest(), led.head))
     assert runs[0] == runs[1]
     assert sum(len(s) for s in runs[0][0]) >= 5  # the crash did liquidate
+
+
+@pytest.mark.parametrize("band", [True, False])
+def test_band_eligibility_waits_while_the_sources_disagree(tmp_path: Path, band: bool) -> None:
+    """Alice, long 5 ETH from 2000 with 1000 USDC, is liquidatable below ~1894.7. Four
+    venues say 1870, 1880, 1900, 1910 and the fifth is an outlier at 2000: the index is
+    the midpoint 1890, but the band where five honest venues' median could lie is
+    [1870, 1910], and at 1910 she is healthy: with band eligibility she waits."""
+    engine, clock = make_engine(tmp_path, band_eligibility=band)
+    engine.step(reports(0, 2000, 2000, 2000, 2000, 2000))
+    alice_goes_long(engine, 5, 2000)
+    clock.set(60)
+    step = engine.step(reports(60, 1870, 1880, 1900, 1910, 2000), keeper=KEEPER)
+    assert step.index_prices["ETH"] == 1890 * USD
+    assert step.feed["ETH"].band == (1870 * USD, 1910 * USD)
+    assert [liq.account for liq in step.liquidations] == ([] if band else [ALICE])
+    if band:
+        risk, why = engine.eligible(ALICE)
+        assert risk.is_liquidatable and why == "not-liquidatable at the feed band's high end"
+        with pytest.raises(Refused, match="band's high end"):
+            engine.liquidate(ALICE, KEEPER, "k-1")
+        clock.set(120)  # the venues agree again below her threshold: now she goes
+        step = engine.step(reports(120, 1860, 1860, 1860, 1860, 1860), keeper=KEEPER)
+        assert [liq.account for liq in step.liquidations] == [ALICE]

@@ -29,9 +29,23 @@ def test_weighted_median_is_the_lower_median_and_honours_weights() -> None:
 
 
 def test_two_sources_are_never_mad_outliers_of_each_other() -> None:
-    # m = 100, deviations 0 and 50: upper MAD 50, 50 <= 3·50 (a lower MAD of 0 would drop one)
+    # m = 100, deviations 0 and 50: upper MAD 50, 50 <= 3·50 (a lower MAD of 0 would drop one);
+    # the weight splits evenly, so the index is the midpoint of 100 and 150
     agg = aggregate(quotes(100, 150), mad_k=3 * S, mad_floor=0, max_deviation=None)
-    assert (agg.rejected, agg.index) == ({}, 100)
+    assert (agg.rejected, agg.index) == ({}, 125)
+
+
+def test_an_even_split_takes_the_midpoint_not_the_low_side() -> None:
+    # five venues, one flash-crashed and dropped: the 4 survivors' lower median would be
+    # 1_990 (2nd of 4); the midpoint of 1_990 and 2_010 is 2_000, where the 5 honest stood
+    honest = aggregate(
+        quotes(1_980, 1_990, 2_000, 2_010, 2_020), mad_k=3 * S, mad_floor=0, max_deviation=None
+    )
+    attacked = aggregate(
+        quotes(1_000, 1_980, 1_990, 2_010, 2_020), mad_k=3 * S, mad_floor=0, max_deviation=None
+    )
+    assert honest.index == 2_000 and attacked.rejected == {"s0": "outlier-mad"}
+    assert attacked.index == 2_000
 
 
 def test_mad_rejects_a_far_outlier() -> None:

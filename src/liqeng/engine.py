@@ -19,7 +19,7 @@ the ledger and the reports come from the driver.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 import numpy as np
@@ -92,6 +92,7 @@ class Engine:
         markets: Mapping[str, MarginModel] | None = None,
         collateral: Iterable[SpotCollateral] = (),
         screen: bool = True,
+        band_eligibility: bool = True,
     ) -> None:
         self.ledger = ledger
         self.oracle = oracle
@@ -118,6 +119,8 @@ class Engine:
         self.exchange_rates: dict[AssetId, int] = {}
         self.settlements: dict[InstrumentId, int] = {}
         self.screen = screen
+        self.band_eligibility = band_eligibility
+        self.bands: dict[str, tuple[int, int]] = {}
         self._book: tuple[int, Book] | None = None  # (ledger.state_version, book)
 
     def market(self) -> MarketData:
@@ -135,22 +138,56 @@ class Engine:
         self,
         account: AccountId,
         positions: Mapping[InstrumentId, Position] | None = None,
+        index_prices: Mapping[str, int] | None = None,
     ) -> AccountRisk:
-        """The exact risk of ``account`` at the current market data and clock."""
+        """The exact risk of ``account`` at the current market data and clock (or at
+        ``index_prices`` instead of the current ones)."""
         held = {
             spec: units
             for asset, spec in self.collateral.items()
             if (units := self.ledger.balance_units(account, asset)) != 0
         }
+        market = self.market()
+        if index_prices is not None:
+            market = replace(market, index_prices=index_prices)
         return market_account_risk(
             self.ledger.balance_units(account, self.quote.id),
             self.ledger.positions_of(account) if positions is None else positions,
             self.instruments,
-            self.market(),
+            market,
             self.markets,
             PerPosition(self.margin),
             held,
         )
+
+    def eligible(
+        self,
+        account: AccountId,
+        positions: Mapping[InstrumentId, Position] | None = None,
+    ) -> tuple[AccountRisk, str | None]:
+        """The exact risk of ``account`` and why it may *not* be liquidated (``None``: it
+        may). Liquidatable means ``equity < maintenance_margin`` at the index and, with
+        ``band_eligibility``, also at both ends of every underlying's feed band (the low
+        ends together, then the high ends): where honest sources disagree, the decision
+        must hold wherever within their range the price truly is."""
+        pos = self.ledger.positions_of(account) if positions is None else positions
+        risk = self.risk(account, pos)
+        if not risk.is_liquidatable:
+            return risk, "not-liquidatable"
+        if self.band_eligibility:
+            markets = {self._instrument(i).underlying for i in pos}
+            for end in (0, 1):
+                moved = dict(self.index_prices)
+                for m in markets:
+                    band = self.bands.get(m)
+                    if band is not None:
+                        moved[m] = band[end]
+                if (
+                    moved != self.index_prices
+                    and not self.risk(account, pos, moved).is_liquidatable
+                ):
+                    return risk, f"not-liquidatable at the feed band's {('low', 'high')[end]} end"
+        return risk, None
 
     def _instrument(self, iid: InstrumentId) -> Instrument:
         inst = self.instruments.get(iid)
@@ -191,7 +228,13 @@ class Engine:
         missing = markets - set(self.index_prices)
         if missing:
             raise Refused("liquidation/stale-price", f"no index price for {sorted(missing)}")
-        risk = self.risk(account, positions)
+        risk, why = self.eligible(account, positions)
+        if why is not None:
+            raise Refused(
+                "liquidation/not-liquidatable",
+                f"{account}: {why} (equity={risk.equity}, "
+                f"maintenance_margin={risk.maintenance_margin})",
+            )
         paused = sorted(m for m in markets if not self.oracle.liquidation_allowed(m, risk.health))
         if paused:
             raise Refused(
@@ -234,10 +277,11 @@ class Engine:
                 rejected.append(str(exc))
         feed = self.oracle.update(now)
         prices = {m: out.price for m, out in feed.items() if out.price is not None}
+        bands = {m: out.band for m, out in feed.items() if out.band is not None}
         liquidations: list[Liquidation] = []
         refused: list[tuple[AccountId, str]] = []
-        previous = (self.index_prices, self.prices_ts, self.settlements)
-        self.index_prices, self.prices_ts = prices, now
+        previous = (self.index_prices, self.prices_ts, self.settlements, self.bands)
+        self.index_prices, self.prices_ts, self.bands = prices, now, bands
         self.settlements = dict(self.settlements)
         try:
             with self.ledger.batch():
@@ -259,7 +303,7 @@ class Engine:
                     except Refused as exc:
                         refused.append((account, exc.code))
         except BaseException:
-            self.index_prices, self.prices_ts, self.settlements = previous
+            self.index_prices, self.prices_ts, self.settlements, self.bands = previous
             self.oracle.restore(saved_feed)
             raise
         return StepReport(
@@ -307,8 +351,8 @@ class Engine:
                 continue
             if any(self._instrument(i).underlying not in self.index_prices for i in positions):
                 continue
-            risk = self.risk(account, positions)
-            if risk.is_liquidatable:
+            risk, why = self.eligible(account, positions)
+            if why is None:
                 found.append((risk.health, account))
         return [account for _, account in sorted(found)]
 

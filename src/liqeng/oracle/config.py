@@ -34,6 +34,8 @@ field                      default          meaning
 ``breaker_tolerance``      500_000_000      ClipperMom: breaker 2 if ``next < price·tol/S``
 ``grace_period_s``         0                after a halt or breaker ends, only accounts
 ``grace_health_floor``     19/20            below this health may be liquidated
+``band_tolerance``         1                weight of surviving sources that may be wrong
+                                            undetected, widening the band (``aggregate``)
 =========================  ===============  ==============================================
 """
 
@@ -102,6 +104,7 @@ class MarketConfig:
     breaker_tolerance: int | None = 500_000_000
     grace_period_s: int = 0
     grace_health_floor: Fraction = Fraction(19, 20)
+    band_tolerance: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.market, str) or not self.market:
@@ -134,6 +137,7 @@ class MarketConfig:
         check_int(f"twap_guard_bound of {self.market}", self.twap_guard_bound, 1, 100 * RATE_SCALE)
         _opt_rate(f"breaker_tolerance of {self.market}", self.breaker_tolerance)
         check_int(f"grace_period_s of {self.market}", self.grace_period_s, 0, _AGE_MAX)
+        check_int(f"band_tolerance of {self.market}", self.band_tolerance, 0, _WEIGHT_MAX)
         if not isinstance(self.grace_health_floor, Fraction):
             raise InvalidArgument(
                 f"grace_health_floor={self.grace_health_floor!r} must be a Fraction"

@@ -103,6 +103,8 @@ class MarketPrice:
     when frozen or halted; ``None`` if there never was one), ``next_price`` the next one,
     ``index`` this update's aggregate (``None`` below quorum), ``sources_agreed`` the
     survivors that formed it, ``verdicts`` one ``(source, verdict)`` per configured source.
+    ``band`` is where the agreeing sources put the price (``aggregate.Aggregate.band``) when
+    ``price`` is this update's index, else ``(price, price)``.
     """
 
     market: str
@@ -119,6 +121,7 @@ class MarketPrice:
     grace_until: int | None
     verdicts: tuple[tuple[str, str], ...]
     reasons: tuple[str, ...]
+    band: tuple[int, int] | None = None
 
     def verdict(self, source: str) -> str:
         for name, v in self.verdicts:
@@ -318,6 +321,8 @@ class Feed:
             mad_k=cfg.mad_k,
             mad_floor=cfg.mad_floor,
             max_deviation=cfg.max_deviation,
+            total_weight=cfg.total_weight,
+            band_tolerance=cfg.band_tolerance,
         )
         verdicts.update(agg.rejected)
         for n in agg.survivors:
@@ -421,6 +426,10 @@ class Feed:
         if st.health is FeedHealth.HALTED and health is not FeedHealth.HALTED:
             st.grace_until = now + cfg.grace_period_s
         st.health = health
+        if price is not None and price == index and agg.band is not None:
+            band: tuple[int, int] | None = agg.band
+        else:
+            band = None if price is None else (price, price)
         st.last = MarketPrice(
             market=cfg.market,
             ts=now,
@@ -436,6 +445,7 @@ class Feed:
             grace_until=st.grace_until,
             verdicts=tuple(sorted(verdicts.items())),
             reasons=tuple(reasons),
+            band=band,
         )
         return st.last
 

@@ -84,6 +84,7 @@ __all__ = [
     "crash_start",
     "honest_stream",
     "markdown",
+    "outcome",
     "standard_attacks",
     "study_window",
 ]
@@ -468,8 +469,9 @@ class Study:
             out.append(feed.update(ts)[self.window.underlying].price)
         return out
 
-    def run(self, oracle: str, stream: Stream, naive_source: str) -> list[Tick]:
-        """One oracle over ``stream``: its price and the accounts it liquidates, per tick."""
+    def run(self, oracle: str, stream: Stream, naive_source: str, band: bool = True) -> list[Tick]:
+        """One oracle over ``stream``: its price and the accounts it liquidates, per tick
+        (liqeng: as the engine decides, with band eligibility unless ``band=False``)."""
         u = self.window.underlying
         ticks: list[Tick] = []
         if oracle == "liqeng":
@@ -481,10 +483,14 @@ class Study:
                 if mp.price is None:
                     ticks.append(Tick(ts, None, frozenset(), True))
                     continue
+                # the engine's band eligibility: liquidatable at the price and at both
+                # ends of the band where the agreeing sources put it
+                ends = set(mp.band or ()) - {mp.price} if band else set()
+                at_ends = [set(self.liquidatable(ts, p)) for p in sorted(ends)]
                 allowed = frozenset(
                     a
                     for a, h in self.liquidatable(ts, mp.price).items()
-                    if feed.liquidation_allowed(u, h)
+                    if feed.liquidation_allowed(u, h) and all(a in e for e in at_ends)
                 )
                 ticks.append(Tick(ts, mp.price, allowed, not feed.liquidation_allowed(u, 0)))
             return ticks
@@ -498,10 +504,11 @@ class Study:
         return ticks
 
     def compare(self, oracle: str, attack: Attack) -> Outcome:
-        """``oracle`` on the attacked stream against ``oracle`` on the honest one."""
-        honest = self.run(oracle, self.stream, attack.sources[0])
+        """``oracle`` on the attacked stream against the decisions honest prices give: the
+        same oracle on the honest stream, liquidating whatever is liquidatable at its price."""
+        honest = self.run(oracle, self.stream, attack.sources[0], band=False)
         bad = self.run(oracle, attacked(self.stream, attack), attack.sources[0])
-        return _outcome(oracle, attack.label, honest, bad)
+        return outcome(oracle, attack.label, honest, bad)
 
     def outcomes(
         self, attacks: Iterable[Attack], oracles: Sequence[str] = ORACLES
@@ -517,7 +524,7 @@ def _first(ticks: Sequence[Tick]) -> dict[AccountId, int]:
     return out
 
 
-def _outcome(oracle: str, label: str, honest: Sequence[Tick], bad: Sequence[Tick]) -> Outcome:
+def outcome(oracle: str, label: str, honest: Sequence[Tick], bad: Sequence[Tick]) -> Outcome:
     dev = 0
     for h, b in zip(honest, bad, strict=True):
         if h.price is not None and b.price is not None:
@@ -562,6 +569,12 @@ class WindowResult:
     ticks: int
     accounts: int
     outcomes: tuple[Outcome, ...]
+    liquidated_honest: int = 0
+    band_delayed: int = 0
+    band_delay_ticks: float = 0.0
+    """What band eligibility costs on honest prices: of the ``liquidated_honest`` accounts
+    liquidatable at the honest price, ``band_delayed`` wait on average ``band_delay_ticks``
+    longer (an account the band never releases counts to the end of the run)."""
 
 
 def study_window(
@@ -582,7 +595,21 @@ def study_window(
     with Study(window, stream, accounts=accounts, seed=seed) as st:
         outs = st.outcomes(standard_attacks(window, start))
         n = len(st.positions)
-    return WindowResult(window.label, window.sources, start, len(stream), n, tuple(outs))
+        plain = _first(st.run("liqeng", stream, window.sources[0], band=False))
+        banded = _first(st.run("liqeng", stream, window.sources[0], band=True))
+    delays = [banded.get(a, len(stream)) - i for a, i in plain.items()]
+    late = [d for d in delays if d > 0]
+    return WindowResult(
+        window.label,
+        window.sources,
+        start,
+        len(stream),
+        n,
+        tuple(outs),
+        len(plain),
+        len(late),
+        sum(late) / len(late) if late else 0.0,
+    )
 
 
 def markdown(results: Sequence[WindowResult]) -> str:
@@ -603,6 +630,16 @@ def markdown(results: Sequence[WindowResult]) -> str:
                 o = row[oracle]
                 cells += [str(o.max_dev_bps), f"{o.false_liquidations} ({o.never_on_honest})"]
             lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| window | liquidatable on honest prices | later under band eligibility | mean delay |",
+        "| --- | --- | --- | --- |",
+    ]
+    for res in results:
+        lines.append(
+            f"| {res.window} | {res.liquidated_honest} | {res.band_delayed} "
+            f"| {res.band_delay_ticks * 5:.0f} min |"
+        )
     return "\n".join(lines)
 
 
