@@ -48,7 +48,6 @@ def _oracle_settings(orc: _Table) -> dict[str, Any]:
     return out
 
 
-
 def rate(value: float, name: str) -> int:
     """A TOML fraction (0.05) as parts per RATE_SCALE, via its shortest decimal text."""
     d = EXACT.multiply(Decimal(str(value)), RATE_SCALE)
