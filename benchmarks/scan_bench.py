@@ -26,9 +26,12 @@ Figures (medians over ``repeats`` runs after one warm-up):
   GB/s of bytes copied (each byte is read once and written once): the physical reference.
 
 - ``scenario_scan``: the portfolio-margin scan (``liqeng.risk.scenario_scan``) of the same
-  book under ``LYRA_LIKE`` (23 scenarios): full scan (2 worker threads, and 1), its
-  tracemalloc peak, an incremental tick (ETH moves, about 10% of accounts), bitwise
-  equality with a full scan, and a one-thread breakdown (repricing, products + reduction).
+  book under ``LYRA_LIKE`` (23 scenarios), for the fused numba kernel (the default engine:
+  top-level keys) and the numpy reference path (``numpy_reference``) in the same run: full
+  scan (2 worker threads, and 1), tracemalloc peaks, an incremental tick (ETH moves, about
+  10% of accounts), bitwise equality with a full scan, agreement of the two engines,
+  one-thread breakdowns, and numba's compile and cache-load times in a fresh process
+  (timings exclude them: every figure is taken after a warm-up call).
 
 Targets (issue 4, 23 scenarios on the 2-core machine): full scan <= 0.10 s and <= 2 GiB,
 incremental <= 20 ms: the ``scenario_scan`` figures. ``full_scan``/``incremental`` are the
@@ -53,6 +56,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numba  # type: ignore[import-untyped]
 import numpy as np
 import scipy  # type: ignore[import-untyped]
 from rich.console import Console
@@ -159,6 +163,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
+        "numba": numba.__version__,
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
@@ -275,94 +280,194 @@ def run(cfg: dict[str, int], seed: int, copy_bytes: int) -> dict[str, Any]:
     }
 
 
+COMPILE_PROBE = """
+import json, sys, time
+import numpy as np
+t0 = time.perf_counter()
+from liqeng.risk import scenario_scan as ssc
+from liqeng.risk.portfolio import LYRA_LIKE
+from liqeng.risk.scan import Book
+imported = time.perf_counter() - t0
+book = Book.from_arrays(
+    underlyings=("ETH",), is_option=np.array([False, True]), strike=np.array([0.0, 3e9]),
+    expiry_ts=np.array([0, 2_000_000_000]), is_call=np.array([False, True]),
+    size_decimals=np.array([3, 3]), underlying=np.array([0, 0]), account=np.array([0, 0]),
+    instrument=np.array([0, 1]), size=np.array([1e3, -2e3]), entry_price=np.array([3e9, 0.0]),
+    cash=np.array([1e9]),
+)
+t0 = time.perf_counter()
+ssc.scenario_scan(book, {"ETH": 3e9}, 1_700_000_000, LYRA_LIKE, 0.8, workers=1)
+first = time.perf_counter() - t0
+t0 = time.perf_counter()
+ssc.scenario_scan(book, {"ETH": 3e9}, 1_700_000_000, LYRA_LIKE, 0.8, workers=1)
+second = time.perf_counter() - t0
+print(json.dumps({"import_s": imported, "first_call_s": first, "second_call_s": second}))
+"""
+
+
+def compile_figures() -> dict[str, Any]:
+    """numba's cost on a fresh process: compiling the kernels into an empty cache
+    directory (``cold``), then loading them from that cache (``cached``). A tiny book:
+    the first call's time minus the second's is the compile or load time."""
+    import tempfile
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(REPO / "src"), env.get("PYTHONPATH")])
+        )
+        for name in ("cold", "cached"):
+            proc = subprocess.run(
+                [sys.executable, "-c", COMPILE_PROBE],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            )
+            fig = json.loads(proc.stdout.strip().splitlines()[-1])
+            fig["compile_or_load_s"] = fig["first_call_s"] - fig["second_call_s"]
+            out[name] = fig
+    return out
+
+
 def scenario_figures(book: Book, prices: np.ndarray, repeats: int) -> dict[str, Any]:
-    """The 23-scenario portfolio-margin scan of ``book`` (LYRA_LIKE, flat vol)."""
+    """The 23-scenario portfolio-margin scan of ``book`` (LYRA_LIKE, flat vol): the fused
+    numba kernel (default engine; the top-level keys) and the numpy reference path
+    (``numpy_reference``), full and incremental, 2 and 1 threads, in the same run."""
     model, vol = LYRA_LIKE, float(PARAMS.vol)
     t0 = time.perf_counter()
     sbook = ssc.ScenarioBook.of(book)
     prepare_s = time.perf_counter() - t0
-
-    def full(workers: int) -> ssc.ScenarioScanResult:
-        return ssc.scenario_scan(sbook, prices, NOW, model, vol, workers=workers)
-
-    two = median_time(lambda: full(2), repeats)
-    one = median_time(lambda: full(1), repeats)
-    result = full(2)
-    n_candidates = int(ssc.candidates(result).size)
-    gc.collect()
-    tracemalloc.start()
-    full(2)
-    _, traced_peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-
     moved = {"ETH": float(prices[1] * 0.97)}
     touched = int(book.exposed_accounts("ETH").size)
-    inc2 = median_time(lambda: ssc.scenario_rescan(result, moved, workers=2), repeats)
-    inc1 = median_time(lambda: ssc.scenario_rescan(result, moved, workers=1), repeats)
-    after = ssc.scenario_rescan(result, moved)
     moved_prices = prices.copy()
     moved_prices[1] = moved["ETH"]
-    ref = ssc.scenario_scan(sbook, moved_prices, NOW, model, vol, workers=1)
-    equal = all(
-        np.array_equal(getattr(after, f), getattr(ref, f))
-        for f in ("equity", "worst_case", "maintenance_margin", "error_bound")
-    )
 
-    # one-thread breakdown (private helpers, same calls as the scan)
+    def full(workers: int, engine: ssc.Engine) -> ssc.ScenarioScanResult:
+        return ssc.scenario_scan(sbook, prices, NOW, model, vol, workers=workers, engine=engine)
+
+    first = {}
+    for engine in ssc.ENGINES:  # the first call compiles or loads the numba kernels
+        t0 = time.perf_counter()
+        full(1, engine)
+        first[engine] = time.perf_counter() - t0
+
+    def engine_figures(engine: ssc.Engine) -> dict[str, Any]:
+        two = median_time(lambda: full(2, engine), repeats)
+        one = median_time(lambda: full(1, engine), repeats)
+        result = full(2, engine)
+        gc.collect()
+        tracemalloc.start()
+        full(2, engine)
+        _, traced_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        inc2 = median_time(lambda: ssc.scenario_rescan(result, moved, workers=2), repeats)
+        inc1 = median_time(lambda: ssc.scenario_rescan(result, moved, workers=1), repeats)
+        gc.collect()
+        tracemalloc.start()
+        ssc.scenario_rescan(result, moved, workers=2)
+        _, inc_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        after = ssc.scenario_rescan(result, moved)
+        ref = ssc.scenario_scan(sbook, moved_prices, NOW, model, vol, workers=1, engine=engine)
+        equal = all(
+            np.array_equal(getattr(after, f), getattr(ref, f))
+            for f in ("equity", "worst_case", "maintenance_margin", "error_bound")
+        )
+        return {
+            "engine": engine,
+            "first_call_s": first[engine],
+            "full_2_workers": {**two, "target_s": TARGET_FULL_S},
+            "full_1_worker": one,
+            "candidates": int(ssc.candidates(result).size),
+            "scan_traced_peak_bytes": traced_peak,
+            "incremental_traced_peak_bytes": inc_peak,
+            "target_bytes": int(TARGET_MEMORY_GIB * 2**30),
+            "incremental_2_workers": {
+                **inc2,
+                "moved": "ETH",
+                "accounts_touched": touched,
+                "fraction_touched": touched / book.n_accounts,
+                "equals_full_scan": equal,
+                "target_s": TARGET_INCREMENTAL_MS / 1000,
+            },
+            "incremental_1_worker": inc1,
+        }
+
+    fused = engine_figures("numba")
+    reference = engine_figures("numpy")
+    a = ssc.scenario_scan(sbook, prices, NOW, model, vol, engine="numba")
+    b = ssc.scenario_scan(sbook, prices, NOW, model, vol, engine="numpy")
+    fields = ("equity", "worst_case", "maintenance_margin", "error_bound")
+    agreement = {
+        "bitwise_equal": all(np.array_equal(getattr(a, f), getattr(b, f)) for f in fields),
+        "max_abs_diff_over_bound": max(
+            float(np.max(np.abs(getattr(a, f) - getattr(b, f)) / b.error_bound)) for f in fields[:3]
+        ),
+    }
+
+    # one-thread breakdowns (private helpers, the same calls as the scans)
     sigma = np.full(book.n_instruments, vol)
     settle = np.full(book.n_instruments, np.nan)
-    x = np.zeros_like(result._x)
+    x = np.zeros_like(a._x)
     mark = np.zeros(book.n_instruments)
-    index = result.index
-    n_u = len(book.underlyings)
+    tasks = ssc._reprice_tasks(
+        sbook, range(len(book.underlyings)), a.index, NOW, model, sigma, settle, x, mark
+    )
 
     def reprice() -> None:
-        for u in range(n_u):
-            ssc._reprice(sbook, u, index, NOW, model, sigma, settle, x, mark)
+        for task in tasks:
+            task()
 
     lane = sbook._all
-    w, v, g = (np.empty(book.n_accounts) for _ in range(3))
+    n_a = book.n_accounts
+    out = (np.empty(n_a), np.empty(n_a), np.empty(n_a), np.empty(n_a))
+    w, v, g = (np.empty(n_a) for _ in range(3))
+
+    def fused_kernel() -> None:  # into preallocated outputs: no page faults
+        ssc._fused(book, [lane], a._x, model, out, 1)
+
+    def fused_kernel_new_outputs() -> None:  # as the scan does: four fresh arrays
+        fresh = (np.empty(n_a), np.empty(n_a), np.empty(n_a), np.empty(n_a))
+        ssc._fused(book, [lane], a._x, model, fresh, 1)
 
     def blocks() -> None:
         for blk in lane.blocks:
-            ssc._run_block(blk, result._x, model, w, v, g)
+            ssc._run_block(blk, a._x, model, w, v, g)
 
     def products() -> None:
         for blk in lane.blocks:
-            blk.matrix @ result._x
+            blk.matrix @ a._x
 
     rank = sbook.rank
 
-    def finish() -> None:
+    def unpermute() -> None:
         worst = w[rank]
         _ = worst * model.mm_factor
         _ = book._base + v[rank]
         _ = book._bound_base + book._bound_slope * g[rank]
 
+    t_reprice = median_time(reprice, repeats)["median"]
+    fused["breakdown_1_thread_s"] = {
+        "reprice": t_reprice,
+        "fused_kernel": median_time(fused_kernel, repeats)["median"],
+        "fused_kernel_fresh_outputs": median_time(fused_kernel_new_outputs, repeats)["median"],
+    }
+    reference["breakdown_1_thread_s"] = {
+        "reprice": t_reprice,
+        "products": median_time(products, repeats)["median"],
+        "products_and_reduction": median_time(blocks, repeats)["median"],
+        "unpermute_and_terms": median_time(unpermute, repeats)["median"],
+    }
     return {
         "model": "LYRA_LIKE",
         "scenarios": len(model.grid),
         "prepare_s": prepare_s,
-        "full_2_workers": {**two, "target_s": TARGET_FULL_S},
-        "full_1_worker": one,
-        "candidates": n_candidates,
-        "scan_traced_peak_bytes": traced_peak,
-        "target_bytes": int(TARGET_MEMORY_GIB * 2**30),
-        "incremental_2_workers": {
-            **inc2,
-            "moved": "ETH",
-            "accounts_touched": touched,
-            "fraction_touched": touched / book.n_accounts,
-            "equals_full_scan": equal,
-            "target_s": TARGET_INCREMENTAL_MS / 1000,
-        },
-        "incremental_1_worker": inc1,
-        "breakdown_1_thread_s": {
-            "reprice": median_time(reprice, repeats)["median"],
-            "products": median_time(products, repeats)["median"],
-            "products_and_reduction": median_time(blocks, repeats)["median"],
-            "unpermute_and_terms": median_time(finish, repeats)["median"],
-        },
+        **fused,
+        "numpy_reference": reference,
+        "engines_agree": agreement,
+        "numba": {"version": numba.__version__, "compile": compile_figures()},
     }
 
 
@@ -467,31 +572,64 @@ def show(res: dict[str, Any]) -> None:
     )
     table.add_row("incremental == full scan", str(inc["equals_full_scan"]), "True")
     sc = res["scenario_scan"]
+    ref = sc["numpy_reference"]
+
+    def ms(fig: dict[str, Any]) -> str:
+        return f"{fig['median'] * 1e3:.1f}"
+
     table.add_row(
-        f"scenario scan ({sc['scenarios']} scenarios), 2 threads, median",
-        f"{sc['full_2_workers']['median'] * 1e3:.1f} ms",
+        f"scenario scan ({sc['scenarios']} scenarios), fused numba / numpy reference, "
+        "2 threads, median",
+        f"{ms(sc['full_2_workers'])} / {ms(ref['full_2_workers'])} ms",
         f"<= {TARGET_FULL_S} s",
     )
     table.add_row(
-        "scenario scan, 1 thread, median", f"{sc['full_1_worker']['median'] * 1e3:.1f} ms", ""
+        "scenario scan, fused / numpy, 1 thread, median",
+        f"{ms(sc['full_1_worker'])} / {ms(ref['full_1_worker'])} ms",
+        "",
     )
     table.add_row(
-        "scenario scan peak memory (tracemalloc)",
-        f"{sc['scan_traced_peak_bytes'] / 2**20:.0f} MiB",
+        "scenario scan peak memory (tracemalloc), fused / numpy",
+        f"{sc['scan_traced_peak_bytes'] / 2**20:.0f} / "
+        f"{ref['scan_traced_peak_bytes'] / 2**20:.0f} MiB",
         f"<= {TARGET_MEMORY_GIB} GiB",
     )
-    si = sc["incremental_2_workers"]
+    si, ri = sc["incremental_2_workers"], ref["incremental_2_workers"]
     table.add_row(
-        f"scenario incremental tick ({si['fraction_touched']:.1%} accounts), 2 / 1 threads",
-        f"{si['median'] * 1e3:.1f} / {sc['incremental_1_worker']['median'] * 1e3:.1f} ms",
+        f"scenario incremental tick ({si['fraction_touched']:.1%} accounts), "
+        "fused 2 / 1 threads, numpy 2 / 1 threads",
+        f"{ms(si)} / {ms(sc['incremental_1_worker'])}, "
+        f"{ms(ri)} / {ms(ref['incremental_1_worker'])} ms",
         f"<= {TARGET_INCREMENTAL_MS:.0f} ms",
     )
-    table.add_row("scenario incremental == full scan", str(si["equals_full_scan"]), "True")
-    bd = sc["breakdown_1_thread_s"]
     table.add_row(
-        "1 thread: reprice / products / products+min / unpermute",
-        f"{bd['reprice'] * 1e3:.1f} / {bd['products'] * 1e3:.1f} / "
-        f"{bd['products_and_reduction'] * 1e3:.1f} / {bd['unpermute_and_terms'] * 1e3:.1f} ms",
+        "scenario incremental == full scan (fused, numpy)",
+        f"{si['equals_full_scan']}, {ri['equals_full_scan']}",
+        "True",
+    )
+    agree = sc["engines_agree"]
+    table.add_row(
+        "fused == numpy reference (bitwise; max diff / bound)",
+        f"{agree['bitwise_equal']}; {agree['max_abs_diff_over_bound']:.1g}",
+        "",
+    )
+    bd, rb = sc["breakdown_1_thread_s"], ref["breakdown_1_thread_s"]
+    table.add_row(
+        "fused, 1 thread: reprice / kernel (into used / fresh arrays)",
+        f"{bd['reprice'] * 1e3:.1f} / {bd['fused_kernel'] * 1e3:.1f} / "
+        f"{bd['fused_kernel_fresh_outputs'] * 1e3:.1f} ms",
+        "",
+    )
+    table.add_row(
+        "numpy, 1 thread: reprice / products / products+min / unpermute",
+        f"{rb['reprice'] * 1e3:.1f} / {rb['products'] * 1e3:.1f} / "
+        f"{rb['products_and_reduction'] * 1e3:.1f} / {rb['unpermute_and_terms'] * 1e3:.1f} ms",
+        "",
+    )
+    comp = sc["numba"]["compile"]
+    table.add_row(
+        "numba kernels: compile (empty cache) / load (cache), fresh process",
+        f"{comp['cold']['compile_or_load_s']:.2f} / {comp['cached']['compile_or_load_s']:.2f} s",
         "",
     )
     table.add_row("Black-76 options/s", f"{res['black76']['options_per_s']:,.0f}", "")

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pytest
+import scipy.sparse as sp  # type: ignore[import-untyped]
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,16 +22,20 @@ from liqeng.ids import AccountId, InstrumentId, account_id, asset_id, instrument
 from liqeng.ledger.model import Position
 from liqeng.market import EuropeanOption, Instrument, Perpetual
 from liqeng.market.black76 import YEAR_SECONDS
+from liqeng.risk import scenario_scan as ssc
 from liqeng.risk.margin import MarginParams, account_risk
 from liqeng.risk.portfolio import (
     DERIBIT_BTC_PM,
     LYRA_LIKE,
     PortfolioMarginModel,
+    ScenarioGrid,
     ScenarioPosition,
     deribit_grid,
 )
 from liqeng.risk.scan import Book
 from liqeng.risk.scenario_scan import (
+    ENGINES,
+    Engine,
     ScenarioBook,
     ScenarioScanResult,
     candidates,
@@ -151,16 +156,16 @@ def portfolios(draw: st.DrawFn) -> tuple[str, Accounts, dict[str, int]]:
 
 
 @settings(max_examples=200, deadline=None)
-@given(portfolios(), st.sampled_from([1, 2]))
+@given(portfolios(), st.sampled_from([1, 2]), st.sampled_from(ENGINES))
 def test_scan_screens_in_every_account_below_the_scalar_maintenance(
-    case: tuple[str, Accounts, dict[str, int]], workers: int
+    case: tuple[str, Accounts, dict[str, int]], workers: int, engine: Engine
 ) -> None:
     name, accounts, prices = case
     model = MODELS[name]
     book = Book.from_accounts(accounts, INSTRUMENTS)
-    res = scenario_scan(
-        ScenarioBook.of(book, block_rows=3), prices, NOW, model, VOL, SETTLE, workers=workers
-    )
+    sbook = ScenarioBook.of(book, block_rows=3)
+    res = scenario_scan(sbook, prices, NOW, model, VOL, SETTLE, workers=workers, engine=engine)
+    assert res.engine == engine
     assert book.account_ids is not None
     ids = book.account_ids
     liquidatable = set()
@@ -184,21 +189,35 @@ def test_scan_screens_in_every_account_below_the_scalar_maintenance(
 
 
 @settings(max_examples=100, deadline=None)
-@given(portfolios(), st.sets(st.sampled_from(sorted(INDEX)), min_size=1), st.floats(0.5, 2.0))
+@given(
+    portfolios(),
+    st.sets(st.sampled_from(sorted(INDEX)), min_size=1),
+    st.floats(0.5, 2.0),
+    st.sampled_from(ENGINES),
+    st.sampled_from([1, 2]),
+)
 def test_incremental_rescan_equals_a_full_scan_bitwise(
-    case: tuple[str, Accounts, dict[str, int]], moved: set[str], shock: float
+    case: tuple[str, Accounts, dict[str, int]],
+    moved: set[str],
+    shock: float,
+    engine: Engine,
+    workers: int,
 ) -> None:
+    # bitwise for the same kernel (engine); the two kernels agree within the bound (below)
     name, accounts, prices = case
     model = MODELS[name]
     sbook = ScenarioBook.of(Book.from_accounts(accounts, INSTRUMENTS), block_rows=2)
-    before = scenario_scan(sbook, prices, NOW, model, VOL, SETTLE, workers=2)
+    before = scenario_scan(sbook, prices, NOW, model, VOL, SETTLE, workers=2, engine=engine)
     new = {u: max(1, int(prices[u] * shock)) for u in moved}
-    after = scenario_rescan(before, new, workers=1)
-    full = scenario_scan(sbook, {**prices, **new}, NOW, model, VOL, SETTLE, workers=1)
+    after = scenario_rescan(before, new, workers=workers)
+    assert after.engine == engine
+    full = scenario_scan(
+        sbook, {**prices, **new}, NOW, model, VOL, SETTLE, workers=1, engine=engine
+    )
     fields = ("equity", "worst_case", "maintenance_margin", "error_bound", "index", "mark", "_x")
     for f in fields:
         assert np.array_equal(getattr(after, f), getattr(full, f)), f
-    again = scenario_scan(sbook, prices, NOW, model, VOL, SETTLE)
+    again = scenario_scan(sbook, prices, NOW, model, VOL, SETTLE, engine=engine)
     for f in fields:  # the first result was not modified
         assert np.array_equal(getattr(before, f), getattr(again, f)), f
 
@@ -256,13 +275,14 @@ def test_an_unsettled_expired_option_is_screened_at_its_intrinsic_value() -> Non
     assert settled.worst_case[0] == 0.0 and settled.equity[0] == 0.0
 
 
-def test_workers_and_block_sizes_do_not_change_the_result() -> None:
-    rng = np.random.default_rng(7)
-    n_a = 50
-    account = np.repeat(np.arange(n_a), 3)
-    instrument = np.concatenate([rng.choice(len(IIDS), 3, replace=False) for _ in range(n_a)])
+def random_book(rng: np.random.Generator, n_a: int, per_account: int = 3) -> Book:
+    """``n_a`` accounts of ``per_account`` random positions (distinct instruments each)."""
+    account = np.repeat(np.arange(n_a), per_account)
+    instrument = np.concatenate(
+        [rng.choice(len(IIDS), per_account, replace=False) for _ in range(n_a)]
+    )
     ref = Book.from_accounts({AccountId("t/x"): (0, {})}, INSTRUMENTS)
-    book = Book.from_arrays(
+    return Book.from_arrays(
         underlyings=ref.underlyings,
         is_option=ref.is_option,
         strike=ref.strike,
@@ -276,16 +296,58 @@ def test_workers_and_block_sizes_do_not_change_the_result() -> None:
         entry_price=np.full(account.size, 1e9),
         cash=rng.integers(0, 10**12, n_a).astype(np.float64),
     )
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_workers_and_block_sizes_do_not_change_the_result(engine: Engine) -> None:
+    rng = np.random.default_rng(7)
+    book = random_book(rng, 50)
     vols = rng.uniform(0.2, 1.5, book.n_instruments)
     results = [
         scenario_scan(
-            ScenarioBook.of(book, block_rows=br), INDEX, NOW, WEIGHTED, vols, SETTLE, workers=w
+            ScenarioBook.of(book, block_rows=br),
+            INDEX,
+            NOW,
+            WEIGHTED,
+            vols,
+            SETTLE,
+            workers=w,
+            engine=engine,
         )
         for br, w in ((4096, 1), (1, 1), (7, 2), (16, 3))
     ]
     for r in results[1:]:
         for f in ("equity", "worst_case", "maintenance_margin", "error_bound"):
             assert np.array_equal(getattr(r, f), getattr(results[0], f)), f
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 400),
+    st.integers(1, 8),
+    st.sampled_from(sorted(MODELS)),
+    st.sampled_from([1, 2]),
+)
+def test_the_fused_kernel_agrees_with_the_numpy_path(
+    seed: int, n_a: int, per_account: int, name: str, workers: int
+) -> None:
+    # Same sums in the same order: equal on x86-64 (no FMA in scipy's baseline build), and
+    # within the error bound wherever a compiler fuses multiply-adds differently.
+    rng = np.random.default_rng(seed)
+    book = random_book(rng, n_a, per_account)
+    vols = rng.uniform(0.0, 2.0, book.n_instruments)
+    prices = {u: int(s * rng.uniform(0.3, 3.0)) for u, s in INDEX.items()}
+    sbook = ScenarioBook.of(book, block_rows=int(rng.integers(1, 64)))
+    model = MODELS[name]
+    ref = scenario_scan(sbook, prices, NOW, model, vols, SETTLE, workers=workers, engine="numpy")
+    res = scenario_scan(sbook, prices, NOW, model, vols, SETTLE, workers=workers)
+    assert (ref.engine, res.engine) == ("numpy", "numba")
+    for f in ("equity", "worst_case", "maintenance_margin"):
+        diff = np.abs(getattr(res, f) - getattr(ref, f))
+        assert np.all(diff <= ref.error_bound), f
+    assert np.allclose(res.error_bound, ref.error_bound, rtol=1e-12, atol=0.0)
+    assert np.array_equal(res._x, ref._x) and np.array_equal(res.mark, ref.mark)
 
 
 # --- models the scan does not cover, and bad input ---------------------------------------------
@@ -349,6 +411,8 @@ def test_bad_input_is_refused_naming_it(sbook: ScenarioBook) -> None:
         scenario_scan(sbook, INDEX, NOW, LYRA_LIKE, vols[:2])
     with pytest.raises(InvalidArgument, match=re.escape("workers=0")):
         scenario_scan(sbook, INDEX, NOW, LYRA_LIKE, VOL, workers=0)
+    with pytest.raises(InvalidArgument, match=re.escape("engine='cuda'")):
+        scenario_scan(sbook, INDEX, NOW, LYRA_LIKE, VOL, engine="cuda")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match=re.escape("block_rows=0")):
         ScenarioBook.of(sbook.book, block_rows=0)
     with pytest.raises(InvalidArgument, match="book="):
@@ -363,3 +427,65 @@ def test_bad_input_is_refused_naming_it(sbook: ScenarioBook) -> None:
         candidates(res, rel_band=-1)
     with pytest.raises(InvalidArgument, match="result="):
         scenario_rescan(object(), {})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("pnl_offset", [0.0, 0.25])
+def test_the_fused_kernel_propagates_overflow_like_numpy(pnl_offset: float) -> None:
+    # Sums that overflow (inf, and inf - inf = NaN) come out of both kernels alike.
+    n_rows, n_cols, n_s = 40, 6, 5
+    rng = np.random.default_rng(3)
+    dense = rng.uniform(0.5, 2.0, (n_rows, n_cols)) * (rng.random((n_rows, n_cols)) < 0.5)
+    matrix = sp.csr_matrix(dense)
+    x = rng.standard_normal((n_cols, n_s + 2))
+    x[1, :-1] = [1e308, -1e308, 1e308, 1.0, -1.0, 1.0]  # overflows once doubled
+    x[3, 2] = np.nan
+    x[:, -1] = np.max(np.abs(x[:, :-1]), axis=1)  # the gross column bounds the others
+    grid = ScenarioGrid(LYRA_LIKE.grid.scenarios[:n_s], LYRA_LIKE.grid.vol_curve)
+    model = dataclasses.replace(LYRA_LIKE, grid=grid, pnl_offset=pnl_offset)
+    w, v, g = np.empty(n_rows), np.empty(n_rows), np.empty(n_rows)
+    ssc._run_block(ssc._Block(0, np.arange(n_rows), matrix), x, model, w, v, g)
+    assert not np.isfinite(w).all() and np.isfinite(w).any()  # both cases occur
+    base, bound_base, slope = rng.standard_normal((3, n_rows))
+    ref = (base + v, w, w * model.mm_factor, slope * g + bound_base)
+    out = (np.empty(n_rows), np.empty(n_rows), np.empty(n_rows), np.empty(n_rows))
+    rows = rng.permutation(n_rows)  # lane entry r is account rows[r]
+    permuted = sp.csr_matrix(dense[rows])
+    ssc._fused_rows(
+        0,
+        n_rows,
+        permuted.indptr,
+        permuted.indices,
+        permuted.data,
+        x,
+        rows,
+        n_s,
+        pnl_offset,
+        model.mm_factor,
+        base,
+        bound_base,
+        slope,
+        *out,
+    )
+    for a, b in zip(out, ref, strict=True):
+        assert np.array_equal(a, b, equal_nan=True)
+
+
+def test_chunked_threads_give_the_single_thread_result() -> None:
+    # 9,000 accounts: several row chunks per lane, taken by two threads in any order
+    rng = np.random.default_rng(11)
+    book = random_book(rng, 9_000, 4)
+    sbook = ScenarioBook.of(book)
+    vols = rng.uniform(0.2, 1.5, book.n_instruments)
+    fields = ("equity", "worst_case", "maintenance_margin", "error_bound")
+    one = scenario_scan(sbook, INDEX, NOW, WEIGHTED, vols, SETTLE, workers=1)
+    two = scenario_scan(sbook, INDEX, NOW, WEIGHTED, vols, SETTLE, workers=2)
+    ref = scenario_scan(sbook, INDEX, NOW, WEIGHTED, vols, SETTLE, workers=2, engine="numpy")
+    for f in fields:
+        assert np.array_equal(getattr(two, f), getattr(one, f)), f
+        diff = np.abs(getattr(two, f) - getattr(ref, f))
+        assert np.all(diff <= ref.error_bound), f
+    moved = {"ETH": INDEX["ETH"] * 9 // 10, "BTC": INDEX["BTC"] * 11 // 10}
+    after = scenario_rescan(two, moved, workers=2)
+    full = scenario_scan(sbook, {**INDEX, **moved}, NOW, WEIGHTED, vols, SETTLE, workers=1)
+    for f in fields:
+        assert np.array_equal(getattr(after, f), getattr(full, f)), f

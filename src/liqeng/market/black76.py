@@ -8,9 +8,13 @@ and discount ``D = exp(-r·T)`` (``r = 0`` by default, i.e. undiscounted)::
 
 Every function takes floats or numpy arrays (broadcast together) and returns a ``float``
 when no argument is an ``ndarray``, else a ``float64`` array of the broadcast shape.
-``N`` is the standard normal CDF, ``N(x) = erfc(-x/√2)/2``, with ``erfc`` from W. J. Cody's
-rational Chebyshev approximation (Math. Comp. 23, 1969; Netlib SPECFUN ``CALERF``), which
-matches the C library's ``erfc`` to about 1e-15 relative; numpy itself has no ``erfc``.
+``N`` is the standard normal CDF, ``N(x) = erfc(-x/√2)/2``. ``norm_cdf`` and ``erfc`` use
+W. J. Cody's rational Chebyshev approximation (Math. Comp. 23, 1969; Netlib SPECFUN
+``CALERF``), which matches the C library's ``erfc`` to about 1e-15 relative; numpy itself has
+no ``erfc``. ``price`` and ``delta`` use ``scipy.special.erfc`` (a C ufunc, about 7x
+faster) on the same argument: ``N`` within 5e-15 relative of ``math.erfc``'s for
+``|x| <= 10`` and 6e-14 in the far tail, where ``N`` is below 1e-23; they evaluate one
+``N`` per term (the call or the put formula, not both).
 
 When ``T <= 0`` or ``σ == 0`` the option is worth its (discounted) intrinsic value
 ``D·max(F-K, 0)`` (call) or ``D·max(K-F, 0)`` (put) and the greeks are their limits as
@@ -31,6 +35,7 @@ from typing import Final, Protocol, cast, overload
 
 import numpy as np
 import numpy.typing as npt
+from scipy import special  # type: ignore[import-untyped]
 
 from liqeng.errors import InvalidArgument
 from liqeng.units import check_int
@@ -196,6 +201,14 @@ def _ncdf(x: FloatArray) -> FloatArray:
     return 0.5 * _erfc(-x / _SQRT2)
 
 
+def _ncdf_fast(x: FloatArray) -> FloatArray:
+    """``N(x) = erfc(-x/√2)/2`` by scipy's C ``erfc`` (module doc), in place on a temporary."""
+    y = np.asarray(np.divide(x, -_SQRT2))  # = -x/√2 exactly (IEEE division is sign-symmetric)
+    special.erfc(y, out=y)
+    y *= 0.5
+    return y
+
+
 def _npdf(x: FloatArray) -> FloatArray:
     with np.errstate(over="ignore", under="ignore"):  # |x| past ~38.6 gives 0, as it should
         return _INV_SQRT_2PI * np.exp(-0.5 * x * x)
@@ -274,32 +287,52 @@ class _Core:
     ) -> None:
         self.f, self.k, self.s, self.call, self.r = f, k, s, c, r
         self.t = np.maximum(t, 0.0)
-        self.disc = np.exp(-r * self.t)
+        # exp(-0·T) = 1 exactly: skip the exponential when r = 0
+        self.disc = np.exp(-r * self.t) if r != 0.0 else np.ones_like(self.t)
         with np.errstate(over="ignore", divide="ignore", under="ignore"):
-            self.live = s * np.sqrt(self.t) > 0.0
-            self.sqrt_t = np.sqrt(np.where(self.live, self.t, 1.0))
-            self.vol = np.where(self.live, s, 1.0) * self.sqrt_t  # may be inf: d1 = ±inf
-            ratio = f / k
-            exact = np.isfinite(ratio) & (ratio > 0.0)  # else log F - log K, never ±inf
-            moneyness = np.log(np.where(exact, ratio, 1.0))
-            moneyness = np.where(exact, moneyness, np.log(f) - np.log(k))
-            scaled = moneyness / self.vol
+            root = np.sqrt(self.t)
+            self.live = s * root > 0.0
+            if self.live.all():  # the common case, same values as the masked formulas
+                self.sqrt_t = root
+                self.vol = s * root  # may be inf: d1 = ±inf
+            else:
+                self.sqrt_t = np.where(self.live, root, 1.0)  # sqrt(1) = 1
+                self.vol = np.where(self.live, s, 1.0) * self.sqrt_t
+            moneyness = np.asarray(f / k)  # 0-d for scalars: still written in place
+            exact = np.isfinite(moneyness) & (moneyness > 0.0)  # else log F - log K
+            if exact.all():
+                np.log(moneyness, out=moneyness)
+            else:  # never ±inf: ln(F/K) where F/K is a normal positive float
+                moneyness = np.where(
+                    exact, np.log(np.where(exact, moneyness, 1.0)), np.log(f) - np.log(k)
+                )
+            moneyness /= self.vol
             half = 0.5 * self.vol
-            self.d1 = scaled + half
-            self.d2 = scaled - half
+            self.d1 = moneyness + half
+            moneyness -= half
+            self.d2 = moneyness
 
     def intrinsic(self) -> FloatArray:
-        return self.disc * np.where(
+        out = np.where(
             self.call, np.maximum(self.f - self.k, 0.0), np.maximum(self.k - self.f, 0.0)
         )
+        return out if self.r == 0.0 else self.disc * out  # D = 1 exactly when r = 0
 
     def price(self) -> FloatArray:
-        f, k, d1, d2 = self.f, self.k, self.d1, self.d2
-        call = f * _ncdf(d1) - k * _ncdf(d2)
-        put = k * _ncdf(-d2) - f * _ncdf(-d1)
+        # sign·(F·N(sign·d1) - K·N(sign·d2)): the call (sign 1) or put (sign -1) formula,
+        # bit for bit (negating a difference is exact), one N per leg
+        sign = np.where(self.call, 1.0, -1.0)  # 0-d arrays for scalars, never numpy scalars
+        value = _ncdf_fast(sign * self.d1)
+        value *= self.f
+        leg = _ncdf_fast(sign * self.d2)
+        leg *= self.k
+        value -= leg
+        value *= sign
+        if self.r != 0.0:  # D = exp(0) = 1 exactly otherwise
+            value *= self.disc
         floor = self.intrinsic()
-        value = self.disc * np.where(self.call, call, put)
-        return np.where(self.live, np.maximum(value, floor), floor)
+        np.maximum(value, floor, out=value)
+        return np.where(self.live, value, floor)
 
 
 def _result(out: FloatArray, *args: object) -> float | FloatArray:
@@ -373,7 +406,10 @@ def delta(core: _Core) -> FloatArray:
     (the limit of ``N(±d1)`` as ``σ√T → 0``).
     """
     f, k, call, disc = core.f, core.k, core.call, core.disc
-    live = disc * np.where(call, _ncdf(core.d1), -_ncdf(-core.d1))
+    sign = np.where(call, 1.0, -1.0)  # N(d1) (call) or -N(-d1) (put), one N each
+    live = _ncdf_fast(sign * core.d1)
+    live *= sign
+    live *= disc
     step = np.where(f > k, 1.0, np.where(f < k, 0.0, 0.5))  # limit of N(d1)
     limit = disc * np.where(call, step, step - 1.0)
     return np.where(core.live, live, limit)

@@ -33,13 +33,30 @@ sums regrouped), so ``candidates`` (``equity < maintenance + error_bound`` and b
 misses no account whose exact equity is below the scalar model's maintenance.
 
 Layout and speed (see benchmarks/scan_bench.py): ``ScenarioBook.of(book)`` orders the
-accounts by the underlying and the instrument of their first position, so consecutive
-rows read nearby rows of ``X`` (cache), and cuts them into blocks of ``block_rows``
-accounts; each block is one CSR @ dense product (scipy releases the GIL) followed by an
-in-place reduction over the scenario columns, run on ``workers`` threads. Repricing is
-done per underlying, in the full scan and in ``scenario_rescan`` alike, so an incremental
-tick (one underlying moves: its instruments repriced, only its exposed accounts
-recomputed) is bitwise equal to a full scan. A new ``now_ts`` needs a full scan.
+accounts in windows of 8192 consecutive accounts, within each by the underlying of their
+first position, so consecutive rows read nearby rows of ``X`` and the per-account outputs
+they write stay in cache. Two engines compute the per-account figures:
+
+- ``"numba"`` (default): one compiled pass per chunk of rows (``_fused_rows``): a row's
+  ``S + 2`` sums accumulate in a small local buffer, the minimum over the scenarios is
+  taken there and the four outputs are written at the account's index, so no accounts ×
+  ``(S + 2)`` matrix and no intermediate per-account array is ever written. Chunks run on
+  ``workers`` threads (the kernel releases the GIL; the calling thread takes chunks too);
+  numba caches the compiled code on disk (``cache=True``), so only the first call of a
+  fresh install compiles (about 1.3-1.9 s; loading from the cache about 0.3-0.5 s).
+- ``"numpy"``: the reference. The rows are cut into blocks of ``block_rows`` accounts;
+  each block is one CSR @ dense product (scipy releases the GIL) followed by an in-place
+  reduction over the scenario columns.
+
+Both add the same products in the same order (positions in stored order, from 0.0, no
+fused multiply-add), so they agree bit for bit where scipy is built without FMA
+contraction (x86-64) and within ``error_bound`` anywhere. Repricing is done per
+underlying, in the full scan and in ``scenario_rescan`` alike, so an incremental tick
+(one underlying moves: its instruments repriced, only its exposed accounts recomputed by
+the same engine) is bitwise equal to a full scan. A new ``now_ts`` needs a full scan.
+Repricing (Black-76 through ``portfolio.scenario_pnl``) runs on the calling thread (on
+arrays this small numpy holds the GIL most of the time); in ``scenario_rescan`` the copies
+of the previous result's arrays run beside it on the other workers.
 """
 
 from __future__ import annotations
@@ -47,11 +64,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
+import numba
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp  # type: ignore[import-untyped]
@@ -64,6 +83,8 @@ from liqeng.risk.scan import Book, _check_now, _health, _index_array, _settlemen
 
 __all__ = [
     "BLOCK_ROWS",
+    "ENGINES",
+    "Engine",
     "ScenarioBook",
     "ScenarioScanResult",
     "candidates",
@@ -73,11 +94,20 @@ __all__ = [
 ]
 
 IntArray = npt.NDArray[np.int64]
+Engine = Literal["numba", "numpy"]
+
+ENGINES: Final = ("numba", "numpy")
+"""``engine=`` values: ``"numba"`` the fused one-pass kernel (default), ``"numpy"`` the
+reference CSR-product path. Both compute the same sums in the same order (module doc)."""
 
 BLOCK_ROWS: Final = 4096
 """Accounts per product block by default: ``4096 × (S + 2)`` float64 stay in a 1 MiB L2."""
 
 _EPS_FACTOR: Final = 2.0**-50
+
+_WINDOW: Final = 8192
+"""Accounts per window of the scan order: rows grouped by underlying within a window read
+nearby rows of ``X``, and the outputs they write (account order) stay in cache."""
 
 # Settings of ``PortfolioMarginModel`` this scan implements (the other ones must be off).
 _COVERED: Final = frozenset({"grid", "inverse", "mm_factor", "pnl_offset"})
@@ -144,10 +174,14 @@ class _Block:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class _Lane:
-    """Accounts ``rows`` (scan order) cut into blocks."""
+    """Accounts ``rows`` (scan order): their CSR rows (``indptr``, ``indices``, ``data``,
+    read by the fused kernel) and the same rows cut into blocks (the numpy path)."""
 
     rows: IntArray
     blocks: tuple[_Block, ...]
+    indptr: npt.NDArray[np.integer]
+    indices: npt.NDArray[np.integer]
+    data: FloatArray
 
 
 def _lane(book: Book, rows: IntArray, block_rows: int) -> _Lane:
@@ -156,16 +190,16 @@ def _lane(book: Book, rows: IntArray, block_rows: int) -> _Lane:
         _Block(start, rows[start : start + block_rows], sub[start : start + block_rows])
         for start in range(0, rows.shape[0], block_rows)
     )
-    return _Lane(rows, blocks)
+    return _Lane(rows, blocks, sub.indptr, sub.indices, sub.data)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class ScenarioBook:
     """A ``Book`` prepared for scenario scans (built once, like the ``Book``).
 
-    ``order`` is the scan order of the accounts: by the underlying of their first position
-    (accounts with none last), then by index; ``rank`` its inverse. Blocks hold
-    ``block_rows`` accounts.
+    ``order`` is the scan order of the accounts: windows of ``8192`` consecutive accounts,
+    within each by the underlying of their first position (accounts with none last), then
+    by index; ``rank`` its inverse. Blocks hold ``block_rows`` accounts.
     """
 
     book: Book
@@ -188,7 +222,8 @@ class ScenarioBook:
         has = np.diff(indptr) > 0
         home = np.full(n_a, n_u, dtype=np.int64)
         home[has] = book.underlying[book.instrument[indptr[:-1][has]]]
-        order = np.argsort(home, kind="stable").astype(np.int64)
+        index = np.arange(n_a)
+        order = np.lexsort((index, home, index // _WINDOW)).astype(np.int64)
         rank = np.empty(n_a, dtype=np.int64)
         rank[order] = np.arange(n_a)
         subsets = tuple(
@@ -206,7 +241,7 @@ class ScenarioScanResult:
     """Per account (float64, quote base units): ``equity``, ``worst_case``,
     ``maintenance_margin`` (``mm_factor·worst_case``) and ``error_bound``. Per underlying:
     ``index``; per instrument: ``mark``. ``now_ts``, ``model``, ``vols``, ``settlements``
-    and ``book`` are those of the scan, reused by ``scenario_rescan``."""
+    ``book`` and ``engine`` are those of the scan, reused by ``scenario_rescan``."""
 
     equity: FloatArray
     worst_case: FloatArray
@@ -220,6 +255,7 @@ class ScenarioScanResult:
     settlements: FloatArray  # per instrument, NaN where none
     book: ScenarioBook
     _x: FloatArray  # (2·instruments) × (scenarios + 2), C order
+    engine: Engine = "numba"
 
     @property
     def health(self) -> FloatArray:
@@ -244,6 +280,14 @@ def _vols(n: int, vols: object) -> FloatArray:
         i = int(np.argmax(bad))
         raise InvalidArgument(f"vols[{i}]={arr[i].item()!r} must be finite and non-negative")
     return arr
+
+
+def _engine(engine: object) -> Engine:
+    if engine == "numba":
+        return "numba"
+    if engine == "numpy":
+        return "numpy"
+    raise InvalidArgument(f"engine={engine!r} must be one of {ENGINES}")
 
 
 def _workers(workers: object) -> int:
@@ -330,19 +374,173 @@ def _run_block(
 
 
 def _parallel(tasks: Sequence[Callable[[], None]], workers: int) -> None:
+    """Run ``tasks`` on ``workers`` threads, the calling thread one of them: each takes the
+    next task when done, so a thread the OS holds back (a busy core) delays at most the
+    task it holds, not a share of the work fixed in advance."""
     if workers == 1 or len(tasks) <= 1:
         for task in tasks:
             task()
         return
-    with ThreadPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
-        for fut in [pool.submit(task) for task in tasks]:
+    pending = iter(tasks)
+    lock = threading.Lock()
+
+    def drain() -> None:
+        while True:
+            with lock:
+                task = next(pending, None)
+            if task is None:
+                return
+            task()
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(tasks)) - 1) as pool:
+        helpers = [pool.submit(drain) for _ in range(min(workers, len(tasks)) - 1)]
+        drain()
+        for fut in helpers:
             fut.result()
 
 
-def _compute(
+_CHUNK_ROWS: Final = 4096  # rows per compiled task at least; up to 32 tasks per worker
+
+
+@numba.njit(inline="always")
+def _minimum(a: float, b: float) -> float:  # pragma: no cover - inlined by numba
+    """``np.minimum``: NaN if either is (overflowed sums stay visible, as in numpy)."""
+    return a if a < b or a != a else b
+
+
+@numba.njit(inline="always")
+def _maximum(a: float, b: float) -> float:  # pragma: no cover - inlined by numba
+    """``np.maximum``: NaN if either is."""
+    return a if a > b or a != a else b
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _fused_rows(
+    lo: int,
+    hi: int,
+    indptr: npt.NDArray[np.integer],
+    indices: npt.NDArray[np.integer],
+    data: FloatArray,
+    x: FloatArray,
+    rows: IntArray,
+    n_s: int,
+    pnl_offset: float,
+    mm_factor: float,
+    base: FloatArray,
+    bound_base: FloatArray,
+    bound_slope: FloatArray,
+    equity: FloatArray,
+    worst: FloatArray,
+    maintenance: FloatArray,
+    bound: FloatArray,
+) -> None:  # pragma: no cover - compiled by numba (run by the tests, not traced)
+    """CSR rows ``lo:hi`` of a lane in one pass: each row's ``S + 2`` sums in a local
+    buffer, the minimum over its kept scenario P&Ls, then the four outputs of its account
+    ``rows[r]``, bit for bit those of the numpy path (module doc).
+
+    The sums are scipy's ``csr_matvecs`` ones: positions in stored order, from 0.0, one
+    rounded product and one rounded sum per term (no FMA contraction without fastmath);
+    two positions per pass over the buffer, the same operations in the same order. The
+    outputs are the numpy path's expressions, operand for operand."""
+    width = x.shape[1]
+    acc = np.empty(width)
+    for r in range(lo, hi):
+        start, stop = indptr[r], indptr[r + 1]
+        if start == stop:
+            for j in range(width):
+                acc[j] = 0.0
+        else:
+            q = data[start]
+            c = indices[start]
+            for j in range(width):
+                acc[j] = 0.0 + q * x[c, j]
+        p = start + 1
+        while p + 2 <= stop:
+            q, q1 = data[p], data[p + 1]
+            c, c1 = indices[p], indices[p + 1]
+            for j in range(width):
+                acc[j] = (acc[j] + q * x[c, j]) + q1 * x[c1, j]
+            p += 2
+        if p < stop:
+            q = data[p]
+            c = indices[p]
+            for j in range(width):
+                acc[j] += q * x[c, j]
+        if acc[n_s + 1] < math.inf:
+            # gross finite: every sum is finite (|P_j| <= gross term by term, and rounding
+            # is monotonic), so the builtin min and max are numpy's
+            if pnl_offset != 0.0:
+                v = acc[0]
+                low = min(v, 0.0) + max(v, 0.0) * pnl_offset
+                for j in range(1, n_s):
+                    v = acc[j]
+                    low = min(low, min(v, 0.0) + max(v, 0.0) * pnl_offset)
+            else:
+                low = min(acc[0], 0.0)  # min_j min(P_j, 0) = min(min_j P_j, 0)
+                for j in range(1, n_s):
+                    low = min(low, acc[j])
+        elif pnl_offset != 0.0:  # overflow: NaN propagates as in numpy
+            v = acc[0]
+            low = _minimum(v, 0.0) + _maximum(v, 0.0) * pnl_offset
+            for j in range(1, n_s):
+                v = acc[j]
+                low = _minimum(low, _minimum(v, 0.0) + _maximum(v, 0.0) * pnl_offset)
+        else:
+            low = _minimum(acc[0], 0.0)
+            for j in range(1, n_s):
+                low = _minimum(low, acc[j])
+        a = rows[r]
+        w = 0.0 - low  # never -0.0
+        worst[a] = w
+        maintenance[a] = w * mm_factor
+        equity[a] = base[a] + acc[n_s]
+        bound[a] = bound_slope[a] * acc[n_s + 1] + bound_base[a]
+
+
+def _fused(
+    book: Book,
+    lanes: Sequence[_Lane],
+    x: FloatArray,
+    model: PortfolioMarginModel,
+    out: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
+    workers: int,
+) -> None:
+    """The fused kernel over ``lanes``: ``out`` (equity, worst case, maintenance, bound)
+    of their accounts, in chunks of rows on ``workers`` threads (the kernel releases the
+    GIL). Lanes sharing an account write the same values to it."""
+    n_s = len(model.grid)
+    offset, factor = float(model.pnl_offset), float(model.mm_factor)
+    base, bound_base, slope = book._base, book._bound_base, book._bound_slope
+
+    def chunk(lane: _Lane, lo: int, hi: int) -> Callable[[], None]:
+        return lambda: _fused_rows(
+            lo,
+            hi,
+            lane.indptr,
+            lane.indices,
+            lane.data,
+            x,
+            lane.rows,
+            n_s,
+            offset,
+            factor,
+            base,
+            bound_base,
+            slope,
+            *out,
+        )
+
+    tasks: list[Callable[[], None]] = []
+    for lane in lanes:
+        n = lane.rows.shape[0]
+        parts = 1 if workers == 1 else max(1, min(-(-n // _CHUNK_ROWS), 32 * workers))
+        tasks.extend(chunk(lane, n * c // parts, n * (c + 1) // parts) for c in range(parts))
+    _parallel(tasks, workers)
+
+
+def _reprice_tasks(
     sbook: ScenarioBook,
     underlyings: Sequence[int],
-    lanes: Sequence[_Lane],
     index: FloatArray,
     now: int,
     model: PortfolioMarginModel,
@@ -350,18 +548,24 @@ def _compute(
     settlements: FloatArray,
     x: FloatArray,
     mark: FloatArray,
-    workers: int,
-) -> list[tuple[FloatArray, FloatArray, FloatArray]]:
-    """Reprice ``underlyings`` into ``x``/``mark``, then per lane (scan order): worst
-    case, value and gross sums of its accounts."""
+) -> list[Callable[[], None]]:
+    """Tasks repricing ``underlyings`` into ``x``/``mark``, one per underlying."""
 
     def reprice(u: int) -> Callable[[], None]:
         return lambda: _reprice(sbook, u, index, now, model, vols, settlements, x, mark)
 
+    return [reprice(u) for u in underlyings]
+
+
+def _blocks(
+    lanes: Sequence[_Lane], x: FloatArray, model: PortfolioMarginModel, workers: int
+) -> list[tuple[FloatArray, FloatArray, FloatArray]]:
+    """The numpy path: per lane (scan order), worst case, value and gross sums of its
+    accounts, block by block."""
+
     def block(blk: _Block, out: tuple[FloatArray, FloatArray, FloatArray]) -> Callable[[], None]:
         return lambda: _run_block(blk, x, model, *out)
 
-    _parallel([reprice(u) for u in underlyings], workers)
     outs = []
     tasks: list[Callable[[], None]] = []
     for lane in lanes:
@@ -382,6 +586,7 @@ def scenario_scan(
     settlements: FloatArray | None = None,
     *,
     workers: int | None = None,
+    engine: Engine = "numba",
 ) -> ScenarioScanResult:
     """Portfolio margin of every account of ``book`` under ``model`` (module doc).
 
@@ -393,6 +598,8 @@ def scenario_scan(
     value there) and has no scenario P&L; without one an expired option is screened at its
     intrinsic value on the index (and on the moved index in each scenario).
     ``workers``: threads (default: the CPU count); the result does not depend on it.
+    ``engine``: ``"numba"`` (the fused kernel, default) or ``"numpy"`` (the reference
+    path); ``scenario_rescan`` of the result uses the same one.
     """
     sbook = ScenarioBook.of(book) if isinstance(book, Book) else book
     if not isinstance(sbook, ScenarioBook):
@@ -400,6 +607,7 @@ def scenario_scan(
     now = _check_now(now_ts)
     model = check_model(model)
     n_workers = _workers(workers)
+    kernel = _engine(engine)
     b = sbook.book
     index = _index_array(b, index_prices)
     sigma = _vols(b.n_instruments, vols)
@@ -407,17 +615,23 @@ def scenario_scan(
     x = np.zeros((2 * b.n_instruments, len(model.grid) + 2))
     mark = np.zeros(b.n_instruments)
     underlyings = range(len(b.underlyings))
-    [(w, v, g)] = _compute(
-        sbook, underlyings, [sbook._all], index, now, model, sigma, settle, x, mark, n_workers
-    )
-    rank = sbook.rank
-    worst = w[rank]
-    mm = worst * model.mm_factor
-    equity = b._base + v[rank]
-    bound = b._bound_slope * g[rank]
-    bound += b._bound_base
+    # one thread: on arrays of a few thousand entries numpy holds the GIL most of the time,
+    # and two threads measured slower than one (benchmarks/scan_bench.py)
+    _parallel(_reprice_tasks(sbook, underlyings, index, now, model, sigma, settle, x, mark), 1)
+    if kernel == "numba":
+        n_a = b.n_accounts
+        equity, worst, mm, bound = np.empty(n_a), np.empty(n_a), np.empty(n_a), np.empty(n_a)
+        _fused(b, [sbook._all], x, model, (equity, worst, mm, bound), n_workers)
+    else:
+        [(w, v, g)] = _blocks([sbook._all], x, model, n_workers)
+        rank = sbook.rank
+        worst = w[rank]
+        mm = worst * model.mm_factor
+        equity = b._base + v[rank]
+        bound = b._bound_slope * g[rank]
+        bound += b._bound_base
     return ScenarioScanResult(
-        equity, worst, mm, bound, index, mark, now, model, sigma, settle, sbook, x
+        equity, worst, mm, bound, index, mark, now, model, sigma, settle, sbook, x, kernel
     )
 
 
@@ -444,31 +658,32 @@ def scenario_rescan(
     mark = result.mark.copy()
     model = result.model
     lanes = [sbook._subsets[u] for u in which]
-    outs = _compute(
-        sbook,
-        which,
-        lanes,
-        index,
-        result.now_ts,
-        model,
-        result.vols,
-        result.settlements,
-        x,
-        mark,
-        n_workers,
+    now, vols, settle = result.now_ts, result.vols, result.settlements
+    old = (result.equity, result.worst_case, result.maintenance_margin, result.error_bound)
+    equity, worst, mm, bound = new = (
+        np.empty_like(old[0]),
+        np.empty_like(old[1]),
+        np.empty_like(old[2]),
+        np.empty_like(old[3]),
     )
-    worst = result.worst_case.copy()
-    mm = result.maintenance_margin.copy()
-    equity = result.equity.copy()
-    bound = result.error_bound.copy()
-    for lane, (w, v, g) in zip(lanes, outs, strict=True):
-        rows = lane.rows
-        worst[rows] = w
-        mm[rows] = w * model.mm_factor
-        equity[rows] = b._base[rows] + v
-        g *= b._bound_slope[rows]
-        g += b._bound_base[rows]
-        bound[rows] = g
+
+    def copy(src: FloatArray, dst: FloatArray) -> Callable[[], None]:
+        return lambda: np.copyto(dst, src)  # releases the GIL: runs beside the repricing
+
+    tasks = _reprice_tasks(sbook, which, index, now, model, vols, settle, x, mark)
+    _parallel(tasks + [copy(*pair) for pair in zip(old, new, strict=True)], n_workers)
+    if result.engine == "numba":
+        _fused(b, lanes, x, model, new, n_workers)
+    else:
+        outs = _blocks(lanes, x, model, n_workers)
+        for lane, (w, v, g) in zip(lanes, outs, strict=True):
+            rows = lane.rows
+            worst[rows] = w
+            mm[rows] = w * model.mm_factor
+            equity[rows] = b._base[rows] + v
+            g *= b._bound_slope[rows]
+            g += b._bound_base[rows]
+            bound[rows] = g
     return ScenarioScanResult(
         equity,
         worst,
@@ -482,6 +697,7 @@ def scenario_rescan(
         result.settlements,
         sbook,
         x,
+        result.engine,
     )
 
 
