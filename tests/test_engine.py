@@ -344,13 +344,18 @@ def test_an_option_market_can_price_off_a_vol_surface(tmp_path: Path) -> None:
     assert engine.risk(ALICE).equity != flat
 
 
-def test_the_scan_screen_changes_nothing_the_exact_path_decides(tmp_path: Path) -> None:
-    """Twenty accounts through a crash, once screened by the scan and once re-checking
-    every account exactly: the same liquidations in the same order, the same ledger."""
+@pytest.mark.parametrize("scenario", [False, True])
+def test_the_scan_screen_changes_nothing_the_exact_path_decides(
+    tmp_path: Path, scenario: bool
+) -> None:
+    """Twenty accounts through a crash, once screened by the scan (per-position margin) or
+    the scenario scan (23 scenarios) and once re-checking every account exactly: the same
+    liquidations in the same order, the same ledger."""
+    markets = {"ETH": Scenario(LYRA_LIKE)} if scenario else {}
     runs = []
     for screen in (True, False):
         (tmp_path / str(screen)).mkdir()
-        engine, clock = make_engine(tmp_path / str(screen), screen=screen)
+        engine, clock = make_engine(tmp_path / str(screen), screen=screen, markets=markets)
         engine.step(reports(0, 2000, 2000, 2000, 2000, 2000))
         led = engine.ledger
         for n in range(20):
@@ -368,6 +373,8 @@ def test_the_scan_screen_changes_nothing_the_exact_path_decides(tmp_path: Path) 
             step = engine.step(reports(600 * k, *[price] * 5), keeper=KEEPER)
             steps.append([(liq.account, liq.seq) for liq in step.liquidations])
         runs.append((steps, led.state_digest(), led.head))
+        if screen:  # the screen did run, with the scan for this market's model
+            assert engine._book is not None and (engine._book[2] is not None) == scenario
     assert runs[0] == runs[1]
     assert sum(len(s) for s in runs[0][0]) >= 5  # the crash did liquidate
 

@@ -7,13 +7,14 @@ holding positions with the vectorised scan (``liqeng.risk.scan``; its book is re
 when the ledger's state changed) and re-checks the candidates with the exact integer path
 (each underlying by its market's margin model, ``liqeng.risk.models``), and liquidates the
 liquidatable ones in ``(health, account_id)`` order, all inside one ledger batch (one
-durable database transaction). Markets on scenario margin are re-checked exactly without
-the screen for now. ``Engine.liquidate`` is
-the same path a keeper's request takes: eligibility is re-checked against the index
-price current at execution (refused when older than the oracle's ``max_age_s``), never
-the price the keeper saw, at the time of the driver's clock, never a time the caller
-names. The engine reads no wall clock and no random generator: the clock it shares with
-the ledger and the reports come from the driver.
+durable database transaction). With every market on per-position margin the screen is
+``liqeng.risk.scan``; with every market on one scenario model it covers,
+``liqeng.risk.scenario_scan``; otherwise every account is re-checked exactly.
+``Engine.liquidate`` is the same path a keeper's request takes: eligibility is re-checked
+against the index price current at execution (refused when older than the oracle's
+``max_age_s``), never the price the keeper saw, at the time of the driver's clock, never a
+time the caller names. The engine reads no wall clock and no random generator: the clock it
+shares with the ledger and the reports come from the driver.
 """
 
 from __future__ import annotations
@@ -35,8 +36,16 @@ from liqeng.market.marks import Vol, option_vol
 from liqeng.oracle.feed import Feed, MarketPrice
 from liqeng.oracle.reports import SourceReport
 from liqeng.risk.margin import AccountRisk, MarginParams
-from liqeng.risk.models import MarginModel, MarketData, PerPosition, market_account_risk
+from liqeng.risk.models import (
+    MarginModel,
+    MarketData,
+    PerPosition,
+    Scenario,
+    market_account_risk,
+)
 from liqeng.risk.scan import Book, candidates, scan
+from liqeng.risk.scenario_scan import ScenarioBook, check_model, scenario_scan
+from liqeng.risk.scenario_scan import candidates as scenario_candidates
 from liqeng.units import Asset
 
 __all__ = ["Engine", "Liquidation", "StepReport"]
@@ -121,7 +130,8 @@ class Engine:
         self.screen = screen
         self.band_eligibility = band_eligibility
         self.bands: dict[str, tuple[int, int]] = {}
-        self._book: tuple[int, Book] | None = None  # (ledger.state_version, book)
+        # (ledger.state_version, book, its scenario-scan form once needed)
+        self._book: tuple[int, Book, ScenarioBook | None] | None = None
 
     def market(self) -> MarketData:
         """The market data the engine values with now (prices, clock, vols, settlements)."""
@@ -359,11 +369,10 @@ class Engine:
     def _screen(
         self, by_account: Mapping[AccountId, Mapping[InstrumentId, Position]]
     ) -> list[AccountId] | None:
-        """The scan's candidates, or ``None`` where it does not apply (screen off, a
-        market with another model, an underlying without a price)."""
-        if not self.screen or any(
-            not isinstance(m, PerPosition) or m.params != self.margin for m in self.markets.values()
-        ):
+        """The scan's candidates, or ``None`` where no scan applies (screen off, markets
+        on different models, a scenario model the scan does not cover, an underlying
+        without a price): then every account is re-checked exactly."""
+        if not self.screen:
             return None
         version = self.ledger.state_version
         if self._book is None or self._book[0] != version:
@@ -372,11 +381,26 @@ class Engine:
                 for a, p in by_account.items()
                 if self.ledger.accounts[a] is AccountKind.USER
             }
-            self._book = (version, Book.from_accounts(users, self.instruments))
+            self._book = (version, Book.from_accounts(users, self.instruments), None)
         book = self._book[1]
-        if book.account_ids is None or book.instrument_ids is None:
+        ids = book.account_ids
+        if ids is None or book.instrument_ids is None:
             return None
         if any(u not in self.index_prices for u in book.underlyings):
+            return None
+        default = PerPosition(self.margin)
+        models = {self.markets.get(u, default) for u in book.underlyings}
+        if len(models) > 1:
+            return None
+        (model,) = models or {default}
+        if isinstance(model, PerPosition) and model.params != self.margin:
+            return None
+        if isinstance(model, Scenario):
+            try:
+                check_model(model.model)
+            except InvalidArgument:
+                return None  # a term the scan does not cover: re-check every account
+        elif not isinstance(model, PerPosition):
             return None
         market = self.market()
         vols = np.empty(book.n_instruments)
@@ -389,5 +413,12 @@ class Engine:
                 vols[i] = option_vol(inst, index, market.now_ts, market.vol(inst.underlying))
             if iid in self.settlements:
                 settle[i] = float(self.settlements[iid])
+        if isinstance(model, Scenario):
+            sbook = self._book[2]
+            if sbook is None:
+                sbook = ScenarioBook.of(book)
+                self._book = (self._book[0], book, sbook)
+            res = scenario_scan(sbook, self.index_prices, market.now_ts, model.model, vols, settle)
+            return [ids[int(a)] for a in scenario_candidates(res)]
         result = scan(book, self.index_prices, market.now_ts, self.margin, vols, settle)
-        return [book.account_ids[int(a)] for a in candidates(result)]
+        return [ids[int(a)] for a in candidates(result)]
