@@ -90,3 +90,19 @@ def test_quick_scan_benchmark_writes_its_figures(tmp_path: Path) -> None:
         assert sc[key]["median"] > 0, key
     assert sc["scan_traced_peak_bytes"] > 0
     assert all(v > 0 for v in sc["breakdown_1_thread_s"].values())
+
+
+LIQ_BENCH = BENCH.parent / "liquidation_bench.py"
+
+
+@pytest.mark.slow
+def test_quick_liquidation_benchmark_liquidates_every_eligible_account(tmp_path: Path) -> None:
+    res, table = run_quick(LIQ_BENCH, tmp_path / "liq.json", "--tmpdir", str(tmp_path))
+    assert "liquidations per second" in table
+    assert res["mode"] == "quick"
+    single, batched = res["single"], res["batched"]
+    assert single["liquidations"] > 0 and single["per_s"] > 0
+    assert 0 < single["p50_ms"] <= single["p99_ms"]
+    # one price update makes every account eligible, and the step liquidates them all
+    assert batched["liquidations"] == batched["eligible"] == res["accounts"]
+    assert batched["seconds_update_to_all_committed"] > 0 and batched["per_s"] > 0

@@ -245,11 +245,25 @@ class Engine:
                 f"{account}: {why} (equity={risk.equity}, "
                 f"maintenance_margin={risk.maintenance_margin})",
             )
-        paused = sorted(m for m in markets if not self.oracle.liquidation_allowed(m, risk.health))
+        return self._execute(account, keeper, txid, positions, risk, markets)
+
+    def _execute(
+        self,
+        account: AccountId,
+        keeper: AccountId,
+        txid: str,
+        positions: Mapping[InstrumentId, Position],
+        risk: AccountRisk,
+        markets: set[str],
+    ) -> Liquidation:
+        """Plan and apply the liquidation of an eligible ``account`` (``risk`` at the
+        current prices and clock), unless a market's feed pauses it."""
+        health = risk.health
+        paused = sorted(m for m in markets if not self.oracle.liquidation_allowed(m, health))
         if paused:
             raise Refused(
                 "liquidation/market-paused",
-                f"the feed of {paused} allows no liquidation at health {float(risk.health):.4f}",
+                f"the feed of {paused} allows no liquidation at health {float(health):.4f}",
             )
         ctx = LiquidationContext(
             tx_id=TxId(txid),
@@ -304,12 +318,20 @@ class Engine:
                     },
                 )
                 self._settle(now)
-                candidates = self._liquidatable()
-                for account in candidates:
+                eligible = self._liquidatable()
+                candidates = [account for account, _, _ in eligible]
+                for account, positions, risk in eligible:
                     if keeper is None or account == keeper:
                         continue  # no keeper this step; a keeper cannot liquidate itself
+                    txid = f"liq:{now}:{account}"
                     try:
-                        liquidations.append(self.liquidate(account, keeper, f"liq:{now}:{account}"))
+                        # other accounts' liquidations leave this one's state and the
+                        # prices untouched: the risk found eligible is still current (a
+                        # replayed step gets the ledger's answer for a used txid)
+                        markets = {self._instrument(i).underlying for i in positions}
+                        liquidations.append(
+                            self._execute(account, keeper, txid, positions, risk, markets)
+                        )
                     except Refused as exc:
                         refused.append((account, exc.code))
         except BaseException:
@@ -345,16 +367,19 @@ class Engine:
                     {"instrument": iid, "price": str(price), "expiry_ts": inst.expiry_ts},
                 )
 
-    def _liquidatable(self) -> list[AccountId]:
-        """User accounts with ``equity < maintenance_margin``, most unhealthy first; ties
-        by account id. Accounts missing a fresh price for any underlying are skipped.
+    def _liquidatable(
+        self,
+    ) -> list[tuple[AccountId, Mapping[InstrumentId, Position], AccountRisk]]:
+        """Eligible user accounts (``eligible``) with their positions and risk, most
+        unhealthy first; ties by account id. Accounts missing a fresh price for any
+        underlying are skipped.
 
         With ``screen`` (and per-position margin in every market) the vectorised scan
         picks the candidates and only they are re-checked exactly; the scan's error bound
         makes the result the same as re-checking every account."""
         by_account = self.ledger.positions_by_account()
         screened = self._screen(by_account)
-        found: list[tuple[Fraction, AccountId]] = []
+        found: list[tuple[Fraction, AccountId, Mapping[InstrumentId, Position], AccountRisk]] = []
         for account in sorted(by_account) if screened is None else screened:
             positions = by_account[account]
             if self.ledger.accounts[account] is not AccountKind.USER:
@@ -363,8 +388,9 @@ class Engine:
                 continue
             risk, why = self.eligible(account, positions)
             if why is None:
-                found.append((risk.health, account))
-        return [account for _, account in sorted(found)]
+                found.append((risk.health, account, positions, risk))
+        found.sort(key=lambda f: (f[0], f[1]))
+        return [(account, positions, risk) for _, account, positions, risk in found]
 
     def _screen(
         self, by_account: Mapping[AccountId, Mapping[InstrumentId, Position]]

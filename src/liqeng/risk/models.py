@@ -229,24 +229,31 @@ def market_account_risk(
             raise InvalidArgument(f"instrument={iid!r} has a position but no Instrument")
         if isinstance(pos, Position) and pos.size != 0:
             groups.setdefault(check_instrument(inst).underlying, {})[iid] = pos
+    chosen = {u: models.get(u, default) for u in groups}
+    for underlying, model in chosen.items():
+        if not callable(getattr(model, "requirement", None)):
+            raise InvalidArgument(f"margin model of {underlying!r}={model!r} is not a MarginModel")
+    per_position = {m.params for m in chosen.values() if isinstance(m, PerPosition)}
+    only_params = per_position.pop() if len(per_position) == 1 else None
+    if only_params is None or not all(isinstance(m, PerPosition) for m in chosen.values()):
+        only_params = MarginParams(vol=market.default_vol)
     risk = account_risk(
         cash,
         positions,
         instruments,
         market.index_prices,
         market.now_ts,
-        MarginParams(vol=market.default_vol),
+        only_params,
         vols={u: market.vol(u) for u in groups},
         settlements=market.settlements,
         collateral=collateral,
         exchange_rates=market.exchange_rates,
-    )  # validates every position, instrument and price; its requirement is not used
+    )  # validates every position, instrument and price
+    if all(isinstance(m, PerPosition) and m.params == only_params for m in chosen.values()):
+        return risk  # one per-position model everywhere: its requirement is already summed
     mm = im = 0
     for underlying in sorted(groups):
-        model = models.get(underlying, default)
-        if not isinstance(model, MarginModel):
-            raise InvalidArgument(f"margin model of {underlying!r}={model!r} is not a MarginModel")
-        req = model.requirement(groups[underlying], instruments, market)
+        req = chosen[underlying].requirement(groups[underlying], instruments, market)
         mm += req.maintenance
         im += req.initial
     return AccountRisk(risk.equity, mm, im)
