@@ -18,6 +18,7 @@ from liqeng.ledger.core import Ledger
 from liqeng.ledger.model import AccountKind, AccountSpec, Transaction
 from liqeng.liquidation import FixedFee
 from liqeng.liquidation.base import SystemAccounts
+from liqeng.liquidation.waterfall import Waterfall
 from liqeng.market import SviSlice, VolSurface, mark_price, year_fraction
 from liqeng.market.instruments import EuropeanOption, Perpetual, SpotCollateral
 from liqeng.market.trading import fill
@@ -152,6 +153,29 @@ def test_bad_debt_is_drawn_from_the_insurance_fund_then_booked(tmp_path: Path) -
     assert led.balance_units(SYS.bad_debt, USDC.id) == -300 * USD
     assert led.balance_units(ALICE, USDC.id) == 0
     led.check_invariants()
+
+
+def test_the_backstop_pool_covers_after_the_insurance_fund(tmp_path: Path) -> None:
+    engine, clock = make_engine(tmp_path, fund_usd=200)
+    led = engine.ledger
+    led.open_account(AccountSpec(SYS.backstop_pool, AccountKind.SYSTEM))
+    deposit(led, "d-pool", SYS.backstop_pool, 250 * USD)
+    engine.step(reports(0, 2000, 2000, 2000, 2000, 2000))
+    alice_goes_long(engine, 5, 2000)
+    clock.set(60)
+    step = engine.step(reports(60, 1700, 1700, 1700, 1700, 1700), keeper=KEEPER)
+    plan = step.liquidations[0].plan
+    # 500 of bad debt: the fund's 200, then the pool's 250, then 50 booked uncovered
+    assert (plan.bad_debt_covered, plan.bad_debt_uncovered) == (450 * USD, 50 * USD)
+    assert led.balance_units(SYS.insurance_fund, USDC.id) == 0
+    assert led.balance_units(SYS.backstop_pool, USDC.id) == 0
+    assert led.balance_units(SYS.bad_debt, USDC.id) == -50 * USD
+    led.check_invariants()
+
+
+def test_fixed_fee_refuses_an_unfunded_waterfall_stage() -> None:
+    with pytest.raises(InvalidArgument, match=r"waterfall stages \['adl'\] are not funded"):
+        FixedFee(waterfall=Waterfall(("insurance_fund", "adl")))
 
 
 def test_a_single_lying_source_triggers_nothing(tmp_path: Path) -> None:

@@ -280,6 +280,9 @@ class Engine:
                 self.system.insurance_fund, self.quote.id
             ),
             system=self.system,
+            backstop_pool_balance=self.ledger.balance_units(
+                self.system.backstop_pool, self.quote.id
+            ),
         )
         plan = self.mechanism.plan(ctx)
         receipt = self.ledger.apply(plan.transaction)

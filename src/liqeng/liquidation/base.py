@@ -67,6 +67,7 @@ class LiquidationContext:
     risk: AccountRisk
     insurance_fund_balance: int
     system: SystemAccounts
+    backstop_pool_balance: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,19 +9,22 @@ For a liquidatable account with cash ``c``:
    the account pays ``fee = min(penalty, max(c1, 0))``; the keeper gets
    ``floor(fee * keeper_share)``, the fee sink ``floor(fee * protocol_share)``, the
    insurance fund the rest;
-3. if ``c2 = c1 - fee < 0`` the shortfall is bad debt: the insurance fund covers up to its
-   balance, the remainder is booked against the bad-debt account (uncovered).
+3. if ``c2 = c1 - fee < 0`` the shortfall is bad debt, passed down the ``waterfall``
+   (``liquidation.waterfall``): the insurance fund covers up to its balance (with this
+   liquidation's fee), then the backstop pool up to its balance; the remainder is booked
+   against the bad-debt account (uncovered), a named ledger entry.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 from liqeng.errors import InvalidArgument, Refused
 from liqeng.ledger.model import PositionChange, Posting, Transaction
 from liqeng.liquidation.base import LiquidationContext, LiquidationPlan
+from liqeng.liquidation.waterfall import Waterfall
 from liqeng.market.instruments import EuropeanOption
 from liqeng.market.marks import exact_mark, mark_price
 from liqeng.market.trading import fill
@@ -29,21 +32,33 @@ from liqeng.units import RATE_SCALE, check_int, mul_div_down, mul_div_up
 
 __all__ = ["FixedFee"]
 
+_FUNDED = ("insurance_fund", "backstop_pool")
+
 
 @dataclass(frozen=True, slots=True)
 class FixedFee:
     """Rates are parts per ``RATE_SCALE`` (5% = 5e7); ``keeper_share + protocol_share``
-    of the penalty may not exceed the whole of it."""
+    of the penalty may not exceed the whole of it. ``waterfall`` orders the funded stages
+    (``insurance_fund``, ``backstop_pool``) that cover bad debt."""
 
     penalty_rate: int = 50_000_000
     keeper_share: int = 500_000_000
     protocol_share: int = 0
     name: str = "fixed-fee"
+    waterfall: Waterfall = field(default_factory=lambda: Waterfall(_FUNDED))
 
     def __post_init__(self) -> None:
         check_int("penalty_rate", self.penalty_rate, 0, RATE_SCALE)
         check_int("keeper_share", self.keeper_share, 0, RATE_SCALE)
         check_int("protocol_share", self.protocol_share, 0, RATE_SCALE - self.keeper_share)
+        if not isinstance(self.waterfall, Waterfall):
+            raise InvalidArgument(f"waterfall={self.waterfall!r} must be a Waterfall")
+        unfunded = [s for s in self.waterfall.stages if s not in _FUNDED]
+        if unfunded:
+            raise InvalidArgument(
+                f"waterfall stages {unfunded} are not funded accounts; the fixed fee covers "
+                f"bad debt from {sorted(_FUNDED)} and books the rest as uncovered"
+            )
 
     def plan(self, ctx: LiquidationContext) -> LiquidationPlan:
         if not ctx.risk.is_liquidatable:
@@ -97,13 +112,19 @@ class FixedFee:
         insurance_fee = fee - keeper_reward - protocol_fee
         c2 = c1 - fee
         bad = max(-c2, 0)
-        covered = min(bad, ctx.insurance_fund_balance + insurance_fee)
-        uncovered = bad - covered
+        funds = {
+            "insurance_fund": ctx.insurance_fund_balance + insurance_fee,
+            "backstop_pool": ctx.backstop_pool_balance,
+        }
+        cover = self.waterfall.apply(bad, {s: funds[s] for s in self.waterfall.stages})
+        from_fund, from_pool = cover.paid_by("insurance_fund"), cover.paid_by("backstop_pool")
+        covered, uncovered = from_fund + from_pool, cover.uncovered
         moves = (
             (ctx.account, -fee),
             (ctx.keeper, keeper_reward),
             (ctx.system.fee_sink, protocol_fee),
-            (ctx.system.insurance_fund, insurance_fee - covered),
+            (ctx.system.insurance_fund, insurance_fee - from_fund),
+            (ctx.system.backstop_pool, -from_pool),
             (ctx.account, covered + uncovered),
             (ctx.system.bad_debt, -uncovered),
         )
