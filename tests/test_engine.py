@@ -419,9 +419,68 @@ def test_band_eligibility_waits_while_the_sources_disagree(tmp_path: Path, band:
     assert [liq.account for liq in step.liquidations] == ([] if band else [ALICE])
     if band:
         risk, why = engine.eligible(ALICE)
-        assert risk.is_liquidatable and why == "not-liquidatable at the feed band's high end"
-        with pytest.raises(Refused, match="band's high end"):
+        assert risk.is_liquidatable and why is not None and "healthiest corner" in why
+        assert "{'ETH': 1910000000}" in why  # the high end is healthiest for a long
+        with pytest.raises(Refused, match="healthiest corner"):
             engine.liquidate(ALICE, KEEPER, "k-1")
         clock.set(120)  # the venues agree again below her threshold: now she goes
         step = engine.step(reports(120, 1860, 1860, 1860, 1860, 1860), keeper=KEEPER)
         assert [liq.account for liq in step.liquidations] == [ALICE]
+
+
+def test_a_hedge_across_two_scenario_markets_is_still_screened_in(tmp_path: Path) -> None:
+    """Long 10 BTC-perp against short 10 ETH-perp, both at 2000, each market on the
+    23-scenario model: the exact path margins each market apart (a 20% move on either
+    leg), so the hedge does not cancel; the screen must not hide the account."""
+    btc = Perpetual(InstrumentId("t/BTC-PERP"), "BTC", USDC, 6)
+    clock = SimClock(0)
+    led: Ledger = open_ledger(tmp_path / "e.sqlite", clock)
+    led.register_asset(USDC)
+    for acc, kind in [
+        (AccountId("t/world"), AccountKind.EXTERNAL),
+        (SYS.insurance_fund, AccountKind.SYSTEM),
+        (SYS.settlement, AccountKind.SETTLEMENT),
+        (SYS.bad_debt, AccountKind.BAD_DEBT),
+        (ALICE, AccountKind.USER),
+        (BOB, AccountKind.USER),
+        (KEEPER, AccountKind.USER),
+    ]:
+        led.open_account(AccountSpec(acc, kind))
+    for inst in (PERP, btc):
+        led.list_instrument(inst.spec())
+    deposit(led, "d-alice", ALICE, 3_000 * USD)
+    deposit(led, "d-bob", BOB, 10**7 * USD)
+    engine = Engine(
+        led,
+        median_feed(SOURCES, ["ETH", "BTC"], 3600, 3),
+        clock=clock,
+        quote=USDC,
+        instruments={PERP.id: PERP, btc.id: btc},
+        margin=MarginParams(),
+        mechanism=FixedFee(),
+        system=SYS,
+        markets={"ETH": Scenario(LYRA_LIKE), "BTC": Scenario(LYRA_LIKE)},
+    )
+    both = [SourceReport(s, m, 2000 * USD, 0) for s in SOURCES for m in ("ETH", "BTC")]
+    engine.step(both)
+    trade(engine, "long-btc", ALICE, BOB, btc, 10 * ETH, 2000)
+    trade(engine, "short-eth", BOB, ALICE, PERP, 10 * ETH, 2000)
+    risk = engine.risk(ALICE)
+    assert risk.is_liquidatable  # each leg alone loses 20% of 20,000 in its worst scenario
+    clock.set(60)
+    step = engine.step(
+        [SourceReport(s, m, 2000 * USD, 60) for s in SOURCES for m in ("ETH", "BTC")],
+        keeper=KEEPER,
+    )
+    assert [liq.account for liq in step.liquidations] == [ALICE]
+
+
+def test_the_keeper_must_be_an_open_user_account(tmp_path: Path) -> None:
+    engine, clock = make_engine(tmp_path)
+    engine.step(reports(0, 2000, 2000, 2000, 2000, 2000))
+    alice_goes_long(engine, 5, 2000)
+    clock.set(60)
+    before = engine.ledger.head
+    with pytest.raises(InvalidArgument, match="keeper='t/insurance-fund' is not an open user"):
+        engine.step(reports(60, 1850, 1850, 1850, 1850, 1850), keeper=SYS.insurance_fund)
+    assert engine.ledger.head == before and engine.prices_ts == 0  # nothing changed

@@ -32,7 +32,7 @@ from liqeng.ledger.core import Ledger
 from liqeng.ledger.model import AccountKind, Position
 from liqeng.liquidation.base import LiquidationContext, LiquidationPlan, Mechanism, SystemAccounts
 from liqeng.market.instruments import DatedFuture, EuropeanOption, Instrument, SpotCollateral
-from liqeng.market.marks import Vol, option_vol
+from liqeng.market.marks import Unsettled, Vol, option_vol
 from liqeng.oracle.feed import Feed, MarketPrice
 from liqeng.oracle.reports import SourceReport
 from liqeng.risk.margin import AccountRisk, MarginParams
@@ -177,26 +177,38 @@ class Engine:
     ) -> tuple[AccountRisk, str | None]:
         """The exact risk of ``account`` and why it may *not* be liquidated (``None``: it
         may). Liquidatable means ``equity < maintenance_margin`` at the index and, with
-        ``band_eligibility``, also at both ends of every underlying's feed band (the low
-        ends together, then the high ends): where honest sources disagree, the decision
-        must hold wherever within their range the price truly is."""
+        ``band_eligibility``, also at the healthiest corner of the feed bands: each
+        underlying the account trades or holds as collateral at whichever of its band's
+        low end, index or high end leaves the account the most ``equity - maintenance``
+        (risk is a sum over underlyings, so that corner is the healthiest one). A value
+        that is not monotone in the price (options) can be healthier inside the band;
+        that is not covered."""
         pos = self.ledger.positions_of(account) if positions is None else positions
         risk = self.risk(account, pos)
         if not risk.is_liquidatable:
             return risk, "not-liquidatable"
-        if self.band_eligibility:
-            markets = {self._instrument(i).underlying for i in pos}
-            for end in (0, 1):
-                moved = dict(self.index_prices)
-                for m in markets:
-                    band = self.bands.get(m)
-                    if band is not None:
-                        moved[m] = band[end]
-                if (
-                    moved != self.index_prices
-                    and not self.risk(account, pos, moved).is_liquidatable
-                ):
-                    return risk, f"not-liquidatable at the feed band's {('low', 'high')[end]} end"
+        if not self.band_eligibility:
+            return risk, None
+        markets = {self._instrument(i).underlying for i in pos} | {
+            spec.underlying
+            for asset, spec in self.collateral.items()
+            if self.ledger.balance_units(account, asset) != 0
+        }
+        corner = dict(self.index_prices)
+        for m in sorted(markets):
+            band = self.bands.get(m)
+            index = self.index_prices.get(m)
+            if band is None or index is None or band[0] == band[1]:
+                continue
+            best = risk.equity - risk.maintenance_margin
+            for end in band:
+                if end != index:
+                    r = self.risk(account, pos, {**self.index_prices, m: end})
+                    if r.equity - r.maintenance_margin > best:
+                        best, corner[m] = r.equity - r.maintenance_margin, end
+        if corner != self.index_prices and not self.risk(account, pos, corner).is_liquidatable:
+            moved = {m: p for m, p in sorted(corner.items()) if p != self.index_prices[m]}
+            return risk, f"not-liquidatable at the healthiest corner of the feed bands {moved}"
         return risk, None
 
     def _instrument(self, iid: InstrumentId) -> Instrument:
@@ -238,7 +250,10 @@ class Engine:
         missing = markets - set(self.index_prices)
         if missing:
             raise Refused("liquidation/stale-price", f"no index price for {sorted(missing)}")
-        risk, why = self.eligible(account, positions)
+        try:
+            risk, why = self.eligible(account, positions)
+        except Unsettled as exc:  # expired since the last step, which settles it
+            raise Refused("liquidation/unsettled", str(exc)) from None
         if why is not None:
             raise Refused(
                 "liquidation/not-liquidatable",
@@ -294,6 +309,8 @@ class Engine:
         A refused liquidation is reported and skipped; any other failure rolls the whole
         step back, index prices included.
         """
+        if keeper is not None and self.ledger.accounts.get(keeper) is not AccountKind.USER:
+            raise InvalidArgument(f"keeper={keeper!r} is not an open user account")
         now = self.clock.now()
         saved_feed = self.oracle.snapshot()
         rejected: list[str] = []
@@ -429,6 +446,12 @@ class Engine:
                 check_model(model.model)
             except InvalidArgument:
                 return None  # a term the scan does not cover: re-check every account
+            # the scan shocks all of an account's positions together, the exact path each
+            # market apart: they agree only for accounts on one underlying
+            und = book.underlying[book.instrument]
+            same = book.account[1:] == book.account[:-1]
+            if bool(np.any(same & (und[1:] != und[:-1]))):
+                return None
         elif not isinstance(model, PerPosition):
             return None
         market = self.market()
