@@ -484,3 +484,29 @@ def test_the_keeper_must_be_an_open_user_account(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="keeper='t/insurance-fund' is not an open user"):
         engine.step(reports(60, 1850, 1850, 1850, 1850, 1850), keeper=SYS.insurance_fund)
     assert engine.ledger.head == before and engine.prices_ts == 0  # nothing changed
+
+
+def test_collateral_is_sold_to_the_keeper_at_its_haircut_value(tmp_path: Path) -> None:
+    weth = SpotCollateral(WETH, "ETH", haircut=100_000_000)  # 10% haircut
+    engine, clock = make_engine(tmp_path, collateral=[weth])
+    led = engine.ledger
+    led.register_asset(WETH)
+    deposit(led, "d-weth", ALICE, 10**18, WETH)  # 1 WETH beside 1000 USDC
+    engine.step(reports(0, 2000, 2000, 2000, 2000, 2000))
+    alice_goes_long(engine, 20, 2000)
+    clock.set(60)
+    fund = led.balance_units(SYS.insurance_fund, USDC.id)
+    step = engine.step(reports(60, 1880, 1880, 1880, 1880, 1880), keeper=KEEPER)
+    # equity 1000 + 0.9 * 1880 + 20 * (1880 - 2000) = 292 < MM 5% * 20 * 1880 = 1880.
+    # The WETH goes to the keeper for 1692 USDC; the perp loss takes 2400; the 292 left
+    # pays the fee (penalty 1880 capped at what is left): no bad debt.
+    (liq,) = step.liquidations
+    assert (liq.plan.penalty, liq.plan.bad_debt_covered, liq.plan.bad_debt_uncovered) == (
+        292 * USD,
+        0,
+        0,
+    )
+    assert led.balance_units(ALICE, WETH.id) == 0 and led.balance_units(KEEPER, WETH.id) == 10**18
+    assert led.balance_units(ALICE, USDC.id) == 0
+    assert led.balance_units(SYS.insurance_fund, USDC.id) == fund + 146 * USD
+    led.check_invariants()

@@ -176,7 +176,9 @@ class LedgerMachine(RuleBasedStateMachine):
             market=MarketData(self.clock.now(), {"ETH": price}),
             risk=AccountRisk(equity=0, maintenance_margin=1),  # forced: tests the money flow
             insurance_fund_balance=self.ledger.balance_units(SYSTEM.insurance_fund, USDC.id),
+            backstop_pool_balance=0,
             system=SYSTEM,
+            collateral={},
         )
         plan = FixedFee(protocol_share=100_000_000).plan(ctx)  # 50% keeper, 10% fee sink
         if not self.commit(plan.transaction):

@@ -152,11 +152,7 @@ class Engine:
     ) -> AccountRisk:
         """The exact risk of ``account`` at the current market data and clock (or at
         ``index_prices`` instead of the current ones)."""
-        held = {
-            spec: units
-            for asset, spec in self.collateral.items()
-            if (units := self.ledger.balance_units(account, asset)) != 0
-        }
+        held = self._collateral_of(account)
         market = self.market()
         if index_prices is not None:
             market = replace(market, index_prices=index_prices)
@@ -169,6 +165,14 @@ class Engine:
             PerPosition(self.margin),
             held,
         )
+
+    def _collateral_of(self, account: AccountId) -> dict[SpotCollateral, int]:
+        """The collateral ``account`` holds: ``{spec: balance}`` for non-zero balances."""
+        return {
+            spec: units
+            for asset, spec in self.collateral.items()
+            if (units := self.ledger.balance_units(account, asset)) != 0
+        }
 
     def eligible(
         self,
@@ -190,9 +194,7 @@ class Engine:
         if not self.band_eligibility:
             return risk, None
         markets = {self._instrument(i).underlying for i in pos} | {
-            spec.underlying
-            for asset, spec in self.collateral.items()
-            if self.ledger.balance_units(account, asset) != 0
+            spec.underlying for spec in self._collateral_of(account)
         }
         corner = dict(self.index_prices)
         for m in sorted(markets):
@@ -294,10 +296,11 @@ class Engine:
             insurance_fund_balance=self.ledger.balance_units(
                 self.system.insurance_fund, self.quote.id
             ),
-            system=self.system,
             backstop_pool_balance=self.ledger.balance_units(
                 self.system.backstop_pool, self.quote.id
             ),
+            system=self.system,
+            collateral=self._collateral_of(account),
         )
         plan = self.mechanism.plan(ctx)
         receipt = self.ledger.apply(plan.transaction)

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from liqeng.ids import AccountId, InstrumentId, TxId, account_id
 from liqeng.ledger.model import Position, Transaction
-from liqeng.market.instruments import Instrument
+from liqeng.market.instruments import Instrument, SpotCollateral
 from liqeng.risk.margin import AccountRisk
 from liqeng.risk.models import MarketData
 from liqeng.units import Asset
@@ -53,7 +53,8 @@ class SystemAccounts:
 @dataclass(frozen=True, slots=True)
 class LiquidationContext:
     """Everything a mechanism may read, taken from the ledger and the oracle at execution
-    (``market`` holds the clock, index prices, vols and settlement prices)."""
+    (``market`` holds the clock, index prices, vols and settlement prices; ``collateral``
+    the account's spot/LST balances by their ``SpotCollateral``)."""
 
     tx_id: TxId
     account: AccountId
@@ -66,8 +67,9 @@ class LiquidationContext:
     market: MarketData
     risk: AccountRisk
     insurance_fund_balance: int
+    backstop_pool_balance: int
     system: SystemAccounts
-    backstop_pool_balance: int = 0
+    collateral: Mapping[SpotCollateral, int]
 
 
 @dataclass(frozen=True, slots=True)

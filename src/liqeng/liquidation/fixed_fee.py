@@ -2,9 +2,12 @@
 
 For a liquidatable account with cash ``c``:
 
+0. its spot and LST collateral is sold to the keeper at its haircut value,
+   ``collateral_value`` rounded down (the haircut is the keeper's discount): cash
+   ``c0 = c + Σ value``;
 1. each position moves to the keeper at its mark (perps at the index price; options at the
    Black-76 mark, rounded up when the account buys back a short, down when it sells a
-   long); the fills realise cash ``c1 = c + sum(fill cash)``;
+   long); the fills realise cash ``c1 = c0 + sum(fill cash)``;
 2. ``penalty = ceil(penalty_rate * notional)`` with ``notional = sum |size| * index``;
    the account pays ``fee = min(penalty, max(c1, 0))``; the keeper gets
    ``floor(fee * keeper_share)``, the fee sink ``floor(fee * protocol_share)``, the
@@ -28,6 +31,7 @@ from liqeng.liquidation.waterfall import Waterfall
 from liqeng.market.instruments import EuropeanOption
 from liqeng.market.marks import exact_mark, mark_price
 from liqeng.market.trading import fill
+from liqeng.risk.margin import collateral_value
 from liqeng.units import RATE_SCALE, check_int, mul_div_down, mul_div_up
 
 __all__ = ["FixedFee"]
@@ -72,7 +76,24 @@ class FixedFee:
         q = ctx.quote
         postings: list[Posting] = []
         changes: list[PositionChange] = []
-        notional = 0
+        notional = sold = 0
+        for spec in sorted(ctx.collateral, key=lambda c: c.asset.id):
+            balance = ctx.collateral[spec]
+            if balance <= 0:
+                continue
+            value = collateral_value(
+                spec,
+                balance,
+                ctx.market.index_prices[spec.underlying],
+                ctx.market.exchange_rates.get(spec.asset.id),
+            )
+            sold += value
+            postings += [
+                Posting(ctx.account, spec.asset.units(-balance)),
+                Posting(ctx.keeper, spec.asset.units(balance)),
+                Posting(ctx.keeper, q.units(-value)),
+                Posting(ctx.account, q.units(value)),
+            ]
         for iid in sorted(ctx.positions):
             pos = ctx.positions[iid]
             inst = ctx.instruments[iid]
@@ -104,7 +125,9 @@ class FixedFee:
             )
             postings += f.postings
             changes += f.position_changes
-        c1 = ctx.cash + sum(p.amount.units for p in postings if p.account == ctx.account)
+        c1 = ctx.cash + sum(
+            p.amount.units for p in postings if p.account == ctx.account and p.asset == q.id
+        )
         penalty = mul_div_up(notional, self.penalty_rate, RATE_SCALE)
         fee = min(penalty, max(c1, 0))
         keeper_reward = mul_div_down(fee, self.keeper_share, RATE_SCALE)
@@ -129,7 +152,7 @@ class FixedFee:
             (ctx.system.bad_debt, -uncovered),
         )
         postings += [Posting(a, q.units(u)) for a, u in moves if u]
-        seized = max(ctx.cash - max(c2, 0), 0)
+        seized = max(ctx.cash + sold - max(c2, 0), 0)  # cash, and collateral at its sale value
         memo = {
             "account": ctx.account,
             "keeper": ctx.keeper,
