@@ -200,3 +200,11 @@ def test_oracle_guards_are_scenario_settings(tmp_path: Path) -> None:
     bad = edited_quickstart(tmp_path, "bad.toml", ("# delay_s = 3600 ", "delay_s = -1 "))
     with pytest.raises(InvalidArgument, match=r"\[oracle\]: delay_s=-1 must be within"):
         load_scenario(bad)
+
+
+def test_a_misspelt_key_is_refused_not_ignored(tmp_path: Path) -> None:
+    typo = edited_quickstart(
+        tmp_path, "t.toml", ("# max_deviation = 0.10 ", "max_devation = 0.10 ")
+    )
+    with pytest.raises(InvalidArgument, match=r"\[oracle\]: unknown key\(s\) \['max_devation'\]"):
+        load_scenario(typo)

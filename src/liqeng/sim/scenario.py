@@ -57,11 +57,21 @@ def rate(value: float, name: str) -> int:
 
 
 class _Table:
+    """One TOML table; ``get`` notes every key read, ``check_all_read`` refuses the rest
+    (a misspelt optional key would otherwise be ignored without a word)."""
+
     def __init__(self, path: Path, name: str, data: dict[str, Any]) -> None:
         self.where = f"{path.name} [{name}]"
         self.data = data
+        self.read: set[str] = set()
+
+    def check_all_read(self) -> None:
+        unknown = sorted(set(self.data) - self.read)
+        if unknown:
+            raise InvalidArgument(f"{self.where}: unknown key(s) {unknown}")
 
     def get(self, key: str, kind: type, lo: float | None = None, hi: float | None = None) -> Any:
+        self.read.add(key)
         if key not in self.data:
             raise InvalidArgument(f"{self.where}: missing key {key!r}")
         value = self.data[key]
@@ -173,7 +183,7 @@ def load_scenario(path: str | Path) -> Scenario:
             )
     if lq.get("keeper_share", float) + lq.get("protocol_share", float) > 1:
         raise InvalidArgument(f"{lq.where}: keeper_share + protocol_share must not exceed 1")
-    return Scenario(
+    scenario = Scenario(
         path=p,
         digest=hashlib.sha256(raw).hexdigest(),
         name=sc.get("name", str),
@@ -217,3 +227,6 @@ def load_scenario(path: str | Path) -> Scenario:
         keeper_capital=sy.get("keeper_capital", int, 0, 10**15),
         market_maker_capital=sy.get("market_maker_capital", int, 0, 10**15),
     )
+    for t in (sc, pr, orc, qt, ins, mg, lq, ac, sy):
+        t.check_all_read()
+    return scenario
