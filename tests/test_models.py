@@ -58,13 +58,28 @@ def sp(inst: Instrument, size: int) -> ScenarioPosition:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    st.lists(st.integers(-(10**6), 10**6), min_size=5, max_size=5), st.integers(-(10**10), 10**10)
+    st.lists(st.integers(-(10**6), 10**6), min_size=5, max_size=5),
+    st.integers(-(10**10), 10**10),
 )
-def test_per_position_everywhere_is_the_standard_exact_path(sizes: list[int], cash: int) -> None:
+def test_one_per_position_model_sums_its_requirements_per_market(
+    sizes: list[int], cash: int
+) -> None:
+    """The one-model fast path against the sum written out: every market's requirement
+    by ``PerPosition.requirement``, equity from ``account_risk`` (non-default rates)."""
+    params = MarginParams(60_000_000, 120_000_000, 70_000_000, 0.8, 110_000_000)
+    model = PerPosition(params)
     iids = [ETH_PERP.id, BTC_PERP.id, ETH_C.id, ETH_P.id, BTC_F.id]
     positions = {i: Position(s, 1_000 * USD) for i, s in zip(iids, sizes, strict=True)}
-    got = market_account_risk(cash, positions, INSTRUMENTS, MARKET, {}, PerPosition())
-    assert got == account_risk(cash, positions, INSTRUMENTS, PRICES, NOW, MarginParams())
+    got = market_account_risk(
+        cash, positions, INSTRUMENTS, MARKET, {"ETH": model, "BTC": model}, PerPosition()
+    )
+    equity = account_risk(cash, positions, INSTRUMENTS, PRICES, NOW, MarginParams()).equity
+    mm = im = 0
+    for u in ("BTC", "ETH"):
+        group = {i: p for i, p in positions.items() if INSTRUMENTS[i].underlying == u and p.size}
+        req = model.requirement(group, INSTRUMENTS, MARKET)
+        mm, im = mm + req.maintenance, im + req.initial
+    assert (got.equity, got.maintenance_margin, got.initial_margin) == (equity, mm, im)
 
 
 def test_scenario_requirement_is_the_model_rounded_up() -> None:
