@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from itertools import pairwise
 
 import numpy as np
 
@@ -132,11 +133,19 @@ class Engine:
         self.bands: dict[str, tuple[int, int]] = {}
         # (ledger.state_version, book, its scenario-scan form once needed)
         self._book: tuple[int, Book, ScenarioBook | None] | None = None
+        self._default_model = PerPosition(self.margin)
+        # the market data of the step running now (None between steps): built and checked
+        # once per step instead of once per account
+        self._step_market: MarketData | None = None
 
     def market(self) -> MarketData:
         """The market data the engine values with now (prices, clock, vols, settlements)."""
+        now = self.clock.now()
+        step_market = self._step_market
+        if step_market is not None and step_market.now_ts == now:
+            return step_market
         return MarketData(
-            self.clock.now(),
+            now,
             self.index_prices,
             self.vols,
             self.margin.vol,
@@ -162,9 +171,15 @@ class Engine:
             self.instruments,
             market,
             self.markets,
-            PerPosition(self.margin),
+            self._per_position(),
             held,
         )
+
+    def _per_position(self) -> PerPosition:
+        """``PerPosition(self.margin)``, kept while ``self.margin`` is the same object."""
+        if self._default_model.params is not self.margin:
+            self._default_model = PerPosition(self.margin)
+        return self._default_model
 
     def _collateral_of(self, account: AccountId) -> dict[SpotCollateral, int]:
         """The collateral ``account`` holds: ``{spec: balance}`` for non-zero balances."""
@@ -193,6 +208,9 @@ class Engine:
             return risk, "not-liquidatable"
         if not self.band_eligibility:
             return risk, None
+        bands = self.bands
+        if not any(band[0] != band[1] for band in bands.values()):
+            return risk, None  # every band is one price: the corner is the index itself
         markets = {self._instrument(i).underlying for i in pos} | {
             spec.underlying for spec in self._collateral_of(account)
         }
@@ -272,10 +290,13 @@ class Engine:
         positions: Mapping[InstrumentId, Position],
         risk: AccountRisk,
         markets: set[str],
+        health: Fraction | None = None,
     ) -> Liquidation:
         """Plan and apply the liquidation of an eligible ``account`` (``risk`` at the
-        current prices and clock), unless a market's feed pauses it."""
-        health = risk.health
+        current prices and clock, ``health`` its ``risk.health`` if already known), unless
+        a market's feed pauses it."""
+        if health is None:
+            health = risk.health
         paused = sorted(m for m in markets if not self.oracle.liquidation_allowed(m, health))
         if paused:
             raise Refused(
@@ -341,9 +362,12 @@ class Engine:
                     },
                 )
                 self._settle(now)
+                self._step_market = self.market()
                 eligible = self._liquidatable()
-                candidates = [account for account, _, _ in eligible]
-                for account, positions, risk in eligible:
+                candidates = [account for _, account, _, _, _, _ in eligible]
+                if keeper is not None:
+                    self.ledger.prefetch(f"liq:{now}:{a}" for a in candidates if a != keeper)
+                for _, account, positions, risk, _, _ in eligible:
                     if keeper is None or account == keeper:
                         continue  # no keeper this step; a keeper cannot liquidate itself
                     txid = f"liq:{now}:{account}"
@@ -361,6 +385,8 @@ class Engine:
             self.index_prices, self.prices_ts, self.settlements, self.bands = previous
             self.oracle.restore(saved_feed)
             raise
+        finally:
+            self._step_market = None
         return StepReport(
             now,
             prices,
@@ -392,17 +418,20 @@ class Engine:
 
     def _liquidatable(
         self,
-    ) -> list[tuple[AccountId, Mapping[InstrumentId, Position], AccountRisk]]:
-        """Eligible user accounts (``eligible``) with their positions and risk, most
-        unhealthy first; ties by account id. Accounts missing a fresh price for any
-        underlying are skipped.
+    ) -> list[tuple[float, AccountId, Mapping[InstrumentId, Position], AccountRisk, int, int]]:
+        """Eligible user accounts (``eligible``) as ``(health as a float, account,
+        positions, risk, health numerator, health denominator)``, most unhealthy first
+        (exactly, by ``risk.health``); ties by account id. Accounts missing a fresh price
+        for any underlying are skipped.
 
         With ``screen`` (and per-position margin in every market) the vectorised scan
         picks the candidates and only they are re-checked exactly; the scan's error bound
         makes the result the same as re-checking every account."""
         by_account = self.ledger.positions_by_account()
         screened = self._screen(by_account)
-        found: list[tuple[Fraction, AccountId, Mapping[InstrumentId, Position], AccountRisk]] = []
+        found: list[
+            tuple[float, AccountId, Mapping[InstrumentId, Position], AccountRisk, int, int]
+        ] = []
         for account in sorted(by_account) if screened is None else screened:
             positions = by_account[account]
             if self.ledger.accounts[account] is not AccountKind.USER:
@@ -411,9 +440,14 @@ class Engine:
                 continue
             risk, why = self.eligible(account, positions)
             if why is None:
-                found.append((risk.health, account, positions, risk))
+                n, d = risk.health_ratio
+                found.append((n / d, account, positions, risk, n, d))
+        # n / d is correctly rounded, so the float order never contradicts the exact one;
+        # only runs of equal floats need the exact check (cross-multiplied, d > 0)
         found.sort(key=lambda f: (f[0], f[1]))
-        return [(account, positions, risk) for _, account, positions, risk in found]
+        if any(a[0] == b[0] and a[4] * b[5] > b[4] * a[5] for a, b in pairwise(found)):
+            found.sort(key=lambda f: (Fraction(f[4], f[5]), f[1]))
+        return found
 
     def _screen(
         self, by_account: Mapping[AccountId, Mapping[InstrumentId, Position]]
@@ -437,7 +471,7 @@ class Engine:
             return None
         if any(u not in self.index_prices for u in book.underlyings):
             return None
-        default = PerPosition(self.margin)
+        default = self._per_position()
         models = {self.markets.get(u, default) for u in book.underlyings}
         if len(models) > 1:
             return None

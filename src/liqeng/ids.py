@@ -34,14 +34,27 @@ TxId = NewType("TxId", str)
 _ID = re.compile(r"[a-z0-9][a-z0-9_.\-]{0,62}/[A-Za-z0-9][A-Za-z0-9_.:\-]{0,126}")
 _TX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,190}")
 
+_SEEN_MAX = 65_536
+_seen_ids: set[str] = set()
+"""Exact ``str`` values that already matched ``_ID``: the same few account and instrument
+ids are checked again and again (every posting, position change and margin call), and a
+set lookup is much cheaper than the regex. Only plain ``str`` (``type(v) is str``) enters,
+so a subclass cannot smuggle in another hash or equality; emptied when it gets large."""
+
 
 def check_id(kind: str, value: object) -> str:
     """Return ``value`` if it is a namespaced id ``ns/name``; raise naming it otherwise."""
+    if type(value) is str and value in _seen_ids:
+        return value
     if not isinstance(value, str) or _ID.fullmatch(value) is None:
         raise InvalidArgument(
             f"{kind}={value!r} must be '<namespace>/<name>' "
             "(namespace: lowercase letters, digits, '_.-'; name: letters, digits, '_.:-')"
         )
+    if type(value) is str:
+        if len(_seen_ids) >= _SEEN_MAX:
+            _seen_ids.clear()
+        _seen_ids.add(value)
     return value
 
 

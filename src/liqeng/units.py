@@ -60,6 +60,8 @@ raises instead of silently changing a value."""
 
 def check_int(name: str, value: object, lo: int = -AMOUNT_MAX, hi: int = AMOUNT_MAX) -> int:
     """Return ``value`` if it is an ``int`` (not ``bool``, not ``float``) in ``[lo, hi]``."""
+    if type(value) is int and lo <= value <= hi:
+        return value  # the common case, decided without the checks below
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgument(
             f"{name}={value!r} must be an int of base units, not {type(value).__name__}"
@@ -150,7 +152,9 @@ class Amount:
     def __post_init__(self) -> None:
         if not isinstance(self.asset, Asset):
             raise InvalidArgument(f"asset={self.asset!r} of an amount must be an Asset")
-        check_int(f"amount of {self.asset.id}", self.units)
+        units = self.units
+        if type(units) is not int or not -AMOUNT_MAX <= units <= AMOUNT_MAX:
+            check_int(f"amount of {self.asset.id}", units)  # names the asset only on failure
 
     def _same(self, other: Amount, op: str) -> None:
         if not isinstance(other, Amount):

@@ -26,7 +26,7 @@ with the same id is refused with ``ledger/id-already-failed``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -34,7 +34,14 @@ from typing import Any, NoReturn
 from liqeng.clock import Clock
 from liqeng.errors import InvalidArgument, Refused, StorageCorrupt
 from liqeng.ids import AccountId, AssetId, InstrumentId, TxId, tx_id
-from liqeng.ledger.events import GENESIS, Event, EventRow, canonical, chain_hash, decode
+from liqeng.ledger.events import (
+    GENESIS,
+    Event,
+    EventRow,
+    canonical,
+    chain_hash,
+    decode,
+)
 from liqeng.ledger.model import (
     AccountKind,
     AccountSpec,
@@ -52,6 +59,7 @@ __all__ = ["Ledger", "Receipt"]
 _ASSET, _ACCOUNT, _INSTRUMENT = "ledger.asset", "ledger.account", "ledger.instrument"
 _SNAPSHOT = "ledger.snapshot"
 _MISSING = object()
+_NO_KEY = object()
 
 BalanceKey = tuple[AccountId, AssetId]
 PositionKey = tuple[AccountId, InstrumentId]
@@ -85,17 +93,25 @@ class Ledger:
         self._positions: dict[PositionKey, Position] = {}
         self._by_account: dict[AccountId, dict[InstrumentId, Position]] = {}
         self.state_version = 0
-        """Bumped by every applied transaction (never lowered): caches of balances and
-        positions compare it to know they are current."""
+        """Bumped by every applied transaction that moves a balance or a position (never
+        lowered): caches of balances and positions compare it to know they are current."""
         self._snapshot_due = False
         self._seq = 0
         self._ts = 0
         self._hash = GENESIS
         self._snapshot_seq = 0
-        self._undo: list[tuple[dict[Any, Any], Any, Any]] | None = None
+        self._undo: list[Any] | None = None
+        """Inside a batch: ``table, key[0], key[1], old value`` for a pair key and ``table,
+        key, _NO_KEY, old value`` for another, flat (four entries a change: no tuple per
+        change, nor the key tuple, kept alive until the batch ends), replayed backwards by
+        ``_rollback``."""
         self._pending: list[Event] = []
         self._pending_refusals: dict[str, Refusal] = {}
         self._pending_ids: dict[str, Event] = {}
+        # ids ``prefetch`` found neither committed nor refused in storage, known for the
+        # rest of the outermost batch only (module doc, "Prefetched ids")
+        self._no_event: set[str] = set()
+        self._no_refusal: set[str] = set()
         self._load()
 
     # ------------------------------------------------------------------ reads
@@ -179,8 +195,9 @@ class Ledger:
         """Commit ``tx`` whole, or raise ``Refused``/``InvalidArgument`` and change nothing."""
         if not isinstance(tx, Transaction):
             raise InvalidArgument(f"tx={tx!r} must be a Transaction")
-        if tx.kind.startswith("ledger."):
-            raise Refused("ledger/reserved-kind", f"kind={tx.kind!r} is reserved")
+        kind = tx.kind
+        if kind.startswith("ledger."):
+            raise Refused("ledger/reserved-kind", f"kind={kind!r} is reserved")
         body = {
             "p": [[p.account, p.amount.asset.id, str(p.amount.units)] for p in tx.postings],
             "q": [
@@ -189,7 +206,28 @@ class Ledger:
             ],
             "memo": dict(tx.memo),
         }
-        return self._commit(tx.id, tx.kind, body, tx)
+        return self._commit(tx.id, kind, body, tx)
+
+    def prefetch(self, txids: Iterable[str]) -> None:
+        """Look many transaction ids up in storage at once, inside a batch: a later
+        ``apply`` in the same outermost batch of an id storage holds neither as committed
+        nor as refused then skips its two storage reads (one query per id each). What is
+        learnt is forgotten when the outermost batch ends. A no-op for a storage without a
+        bulk lookup (``find_tx_ids``). Sound because the ledger is its storage's only
+        writer: nothing this batch does reaches storage before the batch's commit, and an
+        id this ledger commits or refuses in the meantime is dropped from what was learnt;
+        a second writer's commit would make this batch's ``append`` fail on the unique
+        ``seq``, as it does without prefetching."""
+        if self._undo is None:
+            raise InvalidArgument("prefetch() outside a batch: what it learns lasts one batch")
+        lookup = getattr(self._storage, "find_tx_ids", None)
+        if lookup is None:
+            return
+        pending, refusals = self._pending_ids, self._pending_refusals
+        ids = [t for t in txids if type(t) is str and t not in pending and t not in refusals]
+        committed, refused = lookup(ids)
+        self._no_event.update(t for t in ids if t not in committed)
+        self._no_refusal.update(t for t in ids if t not in refused)
 
     def record(self, txid: str, kind: str, memo: dict[str, Any]) -> Receipt:
         """Commit a fact that moves nothing (a price, a parameter change) into the log."""
@@ -225,6 +263,8 @@ class Ledger:
                 self._pending = []
                 self._pending_refusals = {}
                 self._pending_ids = {}
+                self._no_event = set()
+                self._no_refusal = set()
 
     def _flush(self) -> None:
         snapshot = None
@@ -239,8 +279,10 @@ class Ledger:
     def _rollback(self, mark: tuple[int, int, int, int, bytes]) -> None:
         undo_len, pending_len, self._seq, self._ts, self._hash = mark
         assert self._undo is not None
-        while len(self._undo) > undo_len:
-            table, key, old = self._undo.pop()
+        undo = self._undo
+        while len(undo) > undo_len:
+            old, k2, k1, table = undo.pop(), undo.pop(), undo.pop(), undo.pop()
+            key = k1 if k2 is _NO_KEY else (k1, k2)
             if old is _MISSING:
                 table.pop(key, None)
             else:
@@ -253,21 +295,27 @@ class Ledger:
 
     def _set(self, table: dict[Any, Any], key: Any, value: Any) -> None:
         assert self._undo is not None
-        self._undo.append((table, key, table.get(key, _MISSING)))
+        if type(key) is tuple and len(key) == 2:
+            self._undo += (table, key[0], key[1], table.get(key, _MISSING))
+        else:
+            self._undo += (table, key, _NO_KEY, table.get(key, _MISSING))
         if value is _MISSING:
             del table[key]
         else:
             table[key] = value
 
     def _find(self, txid: str) -> Event | None:
-        return self._pending_ids.get(txid) or self._storage.find_event(txid)
+        event = self._pending_ids.get(txid)
+        if event is not None or txid in self._no_event:
+            return event
+        return self._storage.find_event(txid)
 
     def _commit(
         self, txid: str, kind: str, body: dict[str, Any], tx: Transaction | None = None
     ) -> Receipt:
-        tx_id(txid)
+        if tx is None:
+            tx_id(txid)  # a Transaction checked its id when it was built
         raw = canonical(body)
-        digest = hashlib.sha256(kind.encode() + b"|" + raw).digest()
         existing = self._find(txid)
         if existing is not None:
             if existing.kind == kind and existing.body == raw:
@@ -284,23 +332,42 @@ class Ledger:
         now = check_int("clock now", self._clock.now(), 0, 2**62)
         if now < self._ts:
             raise InvalidArgument(f"clock now={now} is before the last event ts={self._ts}")
-        mutate = self._plan(kind, body, tx, txid, digest)
-        with self.batch():
-            seq = self._seq + 1
-            h = chain_hash(self._hash, seq, now, kind, txid, raw)
-            event = Event(seq, now, kind, txid, raw, self._hash, h)
-            mutate()
-            self._pending.append(event)
-            self._pending_ids[txid] = event
-            self._seq, self._ts, self._hash = seq, now, h
+        mutate = self._plan(kind, body, tx, txid, raw)
+        seq = self._seq + 1
+        h = chain_hash(self._hash, seq, now, kind, txid, raw)
+        event = Event(seq, now, kind, txid, raw, self._hash, h)
+        if self._undo is None:
+            with self.batch():
+                self._stage(mutate, event)
+        else:  # already inside a batch: the savepoint a nested batch() would be
+            mark = (len(self._undo), len(self._pending), self._seq, self._ts, self._hash)
+            try:
+                self._stage(mutate, event)
+            except BaseException:
+                self._rollback(mark)
+                raise
         return Receipt(TxId(txid), seq, now, h, True)
 
-    def _find_refusal(self, txid: str) -> Refusal | None:
-        return self._pending_refusals.get(txid) or self._storage.find_refusal(txid)
+    def _stage(self, mutate: Callable[[], None], event: Event) -> None:
+        """Run the planned mutation and queue ``event`` (inside a batch)."""
+        mutate()
+        self._pending.append(event)
+        self._pending_ids[event.tx_id] = event
+        self._no_event.discard(event.tx_id)
+        self._seq, self._ts, self._hash = event.seq, event.ts, event.hash
 
-    def _refuse(self, txid: str, digest: bytes, code: str, message: str) -> Refused:
-        """A state-dependent refusal burns the id (written with the batch, or at once)."""
+    def _find_refusal(self, txid: str) -> Refusal | None:
+        refusal = self._pending_refusals.get(txid)
+        if refusal is not None or txid in self._no_refusal:
+            return refusal
+        return self._storage.find_refusal(txid)
+
+    def _refuse(self, txid: str, kind: str, raw: bytes, code: str, message: str) -> Refused:
+        """A state-dependent refusal burns the id (written with the batch, or at once).
+        The refusal keeps ``sha256(kind | body)`` of what was refused."""
+        digest = hashlib.sha256(kind.encode() + b"|" + raw).digest()
         refusal = Refusal(txid, code, digest)
+        self._no_refusal.discard(txid)
         if self._undo is not None:
             self._pending_refusals[txid] = refusal
         else:
@@ -313,19 +380,19 @@ class Ledger:
         body: dict[str, Any],
         tx: Transaction | None,
         txid: str,
-        digest: bytes,
+        raw: bytes,
     ) -> Callable[[], None]:
         """Check everything against the current state; return the mutation to run."""
+        if tx is not None:  # never a ``ledger.*`` kind: ``apply`` refuses those
+            return self._plan_tx(tx, txid, raw)
         if kind == _ASSET:
             return self._plan_asset(body)
         if kind == _ACCOUNT:
             return self._plan_account(body)
         if kind == _INSTRUMENT:
             return self._plan_instrument(body)
-        if kind == _SNAPSHOT:
-            return lambda: None
-        assert tx is not None
-        return self._plan_tx(tx, txid, digest)
+        assert kind == _SNAPSHOT
+        return lambda: None
 
     def _plan_asset(self, body: dict[str, Any]) -> Callable[[], None]:
         asset = Asset(body["id"], body["decimals"])
@@ -345,13 +412,15 @@ class Ledger:
             raise InvalidArgument(f"instrument={spec.id!r} is already listed")
         return lambda: self._set(self.instruments, spec.id, spec)
 
-    def _plan_tx(self, tx: Transaction, txid: str, digest: bytes) -> Callable[[], None]:
+    def _plan_tx(self, tx: Transaction, txid: str, raw: bytes) -> Callable[[], None]:
         deltas: dict[BalanceKey, int] = {}
         per_asset: dict[AssetId, int] = {}
         for p in tx.postings:
-            key = (p.account, p.asset)
-            deltas[key] = deltas.get(key, 0) + p.amount.units
-            per_asset[p.asset] = per_asset.get(p.asset, 0) + p.amount.units
+            amount = p.amount
+            asset, units = amount.asset.id, amount.units
+            key = (p.account, asset)
+            deltas[key] = deltas.get(key, 0) + units
+            per_asset[asset] = per_asset.get(asset, 0) + units
         for asset, total in per_asset.items():
             if total != 0:
                 raise Refused("ledger/unbalanced", f"{txid}: postings of {asset} sum to {total}")
@@ -363,42 +432,47 @@ class Ledger:
             per_instrument[c.instrument] = per_instrument.get(c.instrument, 0) + c.size_delta
 
         def refuse(code: str, message: str) -> Refused:
-            return self._refuse(txid, digest, code, message)
+            return self._refuse(txid, tx.kind, raw, code, message)
 
+        instruments, accounts = self.instruments, self.accounts
         for instrument, total in per_instrument.items():
-            spec = self.instruments.get(instrument)
+            spec = instruments.get(instrument)
             if spec is not None and spec.net_zero and total != 0:
                 raise Refused(
                     "ledger/positions-not-net-zero", f"{txid}: {instrument} sizes sum to {total}"
                 )
         for account, _ in (*deltas, *sizes):
-            if account not in self.accounts:
+            if account not in accounts:
                 raise refuse("ledger/account-not-found", f"{txid}: account={account!r}")
+        assets = self.assets
         for p in tx.postings:
-            registered = self.assets.get(p.asset)
+            given = p.amount.asset
+            registered = assets.get(given.id)
             if registered is None:
-                raise refuse("ledger/asset-not-found", f"{txid}: asset={p.asset!r}")
-            if registered != p.amount.asset:
+                raise refuse("ledger/asset-not-found", f"{txid}: asset={given.id!r}")
+            if registered is not given and registered != given:
                 raise refuse(
                     "ledger/asset-mismatch",
-                    f"{txid}: {p.amount.asset} differs from registered {registered}",
+                    f"{txid}: {given} differs from registered {registered}",
                 )
         for _, instrument in sizes:
-            if instrument not in self.instruments:
+            if instrument not in instruments:
                 raise refuse("ledger/instrument-not-found", f"{txid}: instrument={instrument!r}")
         new_positions: dict[PositionKey, Position | object] = {}
+        positions = self._positions
         for key2, (delta, entry) in sizes.items():
-            old = self._positions.get(key2)
+            old = positions.get(key2)
             size = (old.size if old else 0) + delta
             if abs(size) > AMOUNT_MAX:
                 raise refuse("ledger/overflow", f"{txid}: size of {key2} would be {size}")
             new_positions[key2] = Position(size, entry) if size else _MISSING
         new_balances: dict[BalanceKey, int] = {}
+        balances = self._balances
         for key, delta in deltas.items():
-            value = self._balances.get(key, 0) + delta
+            value = balances.get(key, 0) + delta
             if abs(value) > AMOUNT_MAX:
                 raise refuse("ledger/overflow", f"{txid}: balance of {key} would be {value}")
-            if value < 0 and not self.accounts[key[0]].may_go_negative:
+            if value < 0 and not accounts[key[0]].may_go_negative:
                 raise refuse(
                     "ledger/negative-balance",
                     f"{txid}: {key[0]} would hold {value} units of {key[1]}",
@@ -406,9 +480,13 @@ class Ledger:
             new_balances[key] = value
 
         def mutate() -> None:
-            self.state_version += 1  # never undone: a rollback only costs a spurious rebuild
-            for k, v in new_balances.items():
-                self._set(self._balances, k, v)
+            if new_balances or new_positions:  # a fact that moves nothing changes no state
+                self.state_version += 1  # never undone: a rollback costs a spurious rebuild
+            undo = self._undo
+            assert undo is not None
+            for k, v in new_balances.items():  # _set, inlined: a balance is never removed
+                undo += (balances, k[0], k[1], balances.get(k, _MISSING))
+                balances[k] = v
             for k2, pos in new_positions.items():
                 self._put_position(k2, pos)
 

@@ -23,12 +23,16 @@ __all__ = ["GENESIS", "Event", "EventRow", "canonical", "chain_hash", "decode"]
 GENESIS = bytes(32)
 
 
+_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), sort_keys=True, ensure_ascii=True, allow_nan=False
+)
+"""What ``json.dumps`` would build for these options on every call (it is stateless)."""
+
+
 def canonical(obj: Any) -> bytes:
     """Canonical JSON bytes of ``obj``; refuses NaN and non-JSON values, naming them."""
     try:
-        return json.dumps(
-            obj, separators=(",", ":"), sort_keys=True, ensure_ascii=True, allow_nan=False
-        ).encode()
+        return _ENCODER.encode(obj).encode()
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"event body {obj!r} is not canonical JSON: {exc}") from None
 

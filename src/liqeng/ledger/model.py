@@ -19,6 +19,7 @@ from liqeng.ids import (
     AssetId,
     InstrumentId,
     account_id,
+    check_id,
     instrument_id,
     tx_id,
 )
@@ -88,7 +89,7 @@ class Posting:
     amount: Amount
 
     def __post_init__(self) -> None:
-        account_id(self.account)
+        check_id("account", self.account)
         if not isinstance(self.amount, Amount):
             raise InvalidArgument(f"posting amount={self.amount!r} must be an Amount")
 
@@ -112,8 +113,8 @@ class PositionChange:
     entry_price: int
 
     def __post_init__(self) -> None:
-        account_id(self.account)
-        instrument_id(self.instrument)
+        check_id("account", self.account)
+        check_id("instrument", self.instrument)
         check_int("size_delta", self.size_delta)
         if self.size_delta == 0:
             raise InvalidArgument(f"size_delta=0 for {self.account} {self.instrument}: no change")

@@ -32,7 +32,7 @@ from liqeng.market.instruments import EuropeanOption
 from liqeng.market.marks import exact_mark, mark_price
 from liqeng.market.trading import fill
 from liqeng.risk.margin import collateral_value
-from liqeng.units import RATE_SCALE, check_int, mul_div_down, mul_div_up
+from liqeng.units import AMOUNT_MAX, RATE_SCALE, Amount, check_int, mul_div_down, mul_div_up
 
 __all__ = ["FixedFee"]
 
@@ -77,7 +77,7 @@ class FixedFee:
         postings: list[Posting] = []
         changes: list[PositionChange] = []
         notional = sold = 0
-        for spec in sorted(ctx.collateral, key=lambda c: c.asset.id):
+        for spec in sorted(ctx.collateral, key=lambda c: c.asset.id) if ctx.collateral else ():
             balance = ctx.collateral[spec]
             if balance <= 0:
                 continue
@@ -125,9 +125,10 @@ class FixedFee:
             )
             postings += f.postings
             changes += f.position_changes
-        c1 = ctx.cash + sum(
-            p.amount.units for p in postings if p.account == ctx.account and p.asset == q.id
-        )
+        c1 = ctx.cash
+        for p in postings:
+            if p.account == ctx.account and p.amount.asset.id == q.id:
+                c1 += p.amount.units
         penalty = mul_div_up(notional, self.penalty_rate, RATE_SCALE)
         fee = min(penalty, max(c1, 0))
         keeper_reward = mul_div_down(fee, self.keeper_share, RATE_SCALE)
@@ -139,9 +140,15 @@ class FixedFee:
             "insurance_fund": ctx.insurance_fund_balance + insurance_fee,
             "backstop_pool": ctx.backstop_pool_balance,
         }
-        cover = self.waterfall.apply(bad, {s: funds[s] for s in self.waterfall.stages})
-        from_fund, from_pool = cover.paid_by("insurance_fund"), cover.paid_by("backstop_pool")
-        covered, uncovered = from_fund + from_pool, cover.uncovered
+        capacities = {s: funds[s] for s in self.waterfall.stages}
+        if bad == 0 and all(type(c) is int and 0 <= c <= AMOUNT_MAX for c in capacities.values()):
+            from_fund = from_pool = uncovered = 0  # what the waterfall gives for no loss
+        else:
+            cover = self.waterfall.apply(bad, capacities)
+            from_fund = cover.paid_by("insurance_fund")
+            from_pool = cover.paid_by("backstop_pool")
+            uncovered = cover.uncovered
+        covered = from_fund + from_pool
         moves = (
             (ctx.account, -fee),
             (ctx.keeper, keeper_reward),
@@ -151,7 +158,7 @@ class FixedFee:
             (ctx.account, covered + uncovered),
             (ctx.system.bad_debt, -uncovered),
         )
-        postings += [Posting(a, q.units(u)) for a, u in moves if u]
+        postings += [Posting(a, Amount(u, q)) for a, u in moves if u]
         seized = max(ctx.cash + sold - max(c2, 0), 0)  # cash, and collateral at its sale value
         memo = {
             "account": ctx.account,

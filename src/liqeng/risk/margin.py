@@ -47,7 +47,15 @@ from liqeng.market.instruments import (
     check_instrument,
 )
 from liqeng.market.marks import Vol, check_index_price, check_vol, exact_mark, mark_price
-from liqeng.units import PRICE_MAX, RATE_SCALE, Asset, check_int, mul_div_down, mul_div_up
+from liqeng.units import (
+    AMOUNT_MAX,
+    PRICE_MAX,
+    RATE_SCALE,
+    Asset,
+    check_int,
+    mul_div_down,
+    mul_div_up,
+)
 
 __all__ = [
     "HEALTH_MAX",
@@ -65,6 +73,7 @@ EXCHANGE_RATE_MAX: Final = 1_000 * RATE_SCALE
 
 HEALTH_MAX: Final = Fraction(10**18)
 """Bound of ``AccountRisk.health``: the health of an account with no requirement."""
+_HEALTH_MAX_INT: Final = 10**18
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +125,12 @@ def _check_position(instrument: Instrument, position: Position) -> None:
     check_instrument(instrument)
     if not isinstance(position, Position):
         raise InvalidArgument(f"position={position!r} in {instrument.id} must be a Position")
-    check_int(f"size in {instrument.id}", position.size)
-    check_int(f"entry_price in {instrument.id}", position.entry_price, 0, PRICE_MAX)
+    size, entry = position.size, position.entry_price
+    # the names are built only for a value that fails (check_int then raises)
+    if type(size) is not int or not -AMOUNT_MAX <= size <= AMOUNT_MAX:
+        check_int(f"size in {instrument.id}", size)
+    if type(entry) is not int or not 0 <= entry <= PRICE_MAX:
+        check_int(f"entry_price in {instrument.id}", entry, 0, PRICE_MAX)
 
 
 def position_value(
@@ -136,6 +149,18 @@ def position_value(
     no part (the premium was paid at the trade). Expired and unsettled raises ``Unsettled``.
     """
     _check_position(instrument, position)
+    return _value_of(instrument, position, index_price, now_ts, vol, settlement)
+
+
+def _value_of(
+    instrument: Instrument,
+    position: Position,
+    index_price: int,
+    now_ts: int,
+    vol: Vol,
+    settlement: int | None,
+) -> int:
+    """``position_value`` of a position already checked (``_check_position``)."""
     scale: int = 10**instrument.size_decimals
     exact = exact_mark(instrument, index_price, now_ts, settlement)
     if exact is None:  # a live option: the float Black-76 mark, taken exactly
@@ -180,8 +205,18 @@ def _requirement(
     _check_position(instrument, position)
     check_index_price(index_price)
     check_int("now_ts", now_ts)
+    return _requirement_of(instrument, position.size, index_price, now_ts, rates)
+
+
+def _requirement_of(
+    instrument: Instrument,
+    size: int,
+    index_price: int,
+    now_ts: int,
+    rates: tuple[int, int, int],
+) -> int:
+    """``_requirement`` of a position, price and time already checked."""
     linear_rate, option_rate, floor_rate = rates
-    size = position.size
     if isinstance(instrument, Perpetual) or (
         isinstance(instrument, DatedFuture) and now_ts < instrument.expiry_ts
     ):
@@ -260,16 +295,34 @@ class AccountRisk:
         return self.equity < self.maintenance_margin
 
     @property
+    def health_ratio(self) -> tuple[int, int]:
+        """``health`` as ``(numerator, denominator)`` ints, denominator ``> 0`` (not reduced):
+        compare two by cross-multiplying, without building a ``Fraction``."""
+        equity, mm = self.equity, self.maintenance_margin
+        if mm == 0:
+            return (_HEALTH_MAX_INT if equity >= 0 else -_HEALTH_MAX_INT), 1
+        if equity >= _HEALTH_MAX_INT * mm:
+            return _HEALTH_MAX_INT, 1
+        if equity <= -_HEALTH_MAX_INT * mm:
+            return -_HEALTH_MAX_INT, 1
+        return equity, mm
+
+    @property
     def health(self) -> Fraction:
         """``equity / maintenance_margin`` clamped to ``[-HEALTH_MAX, HEALTH_MAX]``.
 
         With no requirement it is ``HEALTH_MAX`` (``10**18``) if ``equity >= 0`` and
         ``-HEALTH_MAX`` otherwise, so ``health < 1`` exactly when ``is_liquidatable``.
         """
-        if self.maintenance_margin == 0:
-            return HEALTH_MAX if self.equity >= 0 else -HEALTH_MAX
-        ratio = Fraction(self.equity, self.maintenance_margin)
-        return max(-HEALTH_MAX, min(ratio, HEALTH_MAX))
+        equity, mm = self.equity, self.maintenance_margin
+        if mm == 0:
+            return HEALTH_MAX if equity >= 0 else -HEALTH_MAX
+        # clamp in integers (mm > 0): one Fraction, and no Fraction comparisons
+        if equity >= _HEALTH_MAX_INT * mm:
+            return HEALTH_MAX
+        if equity <= -_HEALTH_MAX_INT * mm:
+            return -HEALTH_MAX
+        return Fraction(equity, mm)
 
     @property
     def shortfall(self) -> int:
@@ -304,6 +357,8 @@ def account_risk(
     """
     check_int("cash", cash)
     p = _params(params)
+    maintenance = (p.perp_maintenance_rate, p.option_maintenance_rate, p.option_floor_rate)
+    initial_rates = (p.perp_initial_rate, p.option_initial_rate, p.option_initial_floor_rate)
     vols = vols or {}
     settlements = settlements or {}
     equity = cash
@@ -342,7 +397,11 @@ def account_risk(
             )
         index = index_of(instrument.underlying, iid)
         vol = vols.get(instrument.underlying, p.vol)
-        equity += position_value(instrument, position, index, now_ts, vol, settlements.get(iid))
-        requirement += maintenance_margin(instrument, position, index, now_ts, p)
-        initial += initial_margin(instrument, position, index, now_ts, p)
+        # the checks position_value, maintenance_margin and initial_margin each make, once
+        _check_position(instrument, position)
+        check_index_price(index)
+        check_int("now_ts", now_ts)
+        equity += _value_of(instrument, position, index, now_ts, vol, settlements.get(iid))
+        requirement += _requirement_of(instrument, position.size, index, now_ts, maintenance)
+        initial += _requirement_of(instrument, position.size, index, now_ts, initial_rates)
     return AccountRisk(equity, requirement, initial)

@@ -233,9 +233,18 @@ def market_account_risk(
     for underlying, model in chosen.items():
         if not callable(getattr(model, "requirement", None)):
             raise InvalidArgument(f"margin model of {underlying!r}={model!r} is not a MarginModel")
-    per_position = {m.params for m in chosen.values() if isinstance(m, PerPosition)}
-    only_params = per_position.pop() if len(per_position) == 1 else None
-    if only_params is None or not all(isinstance(m, PerPosition) for m in chosen.values()):
+    # the one MarginParams every market's PerPosition model shares, if they all share one
+    only_params: MarginParams | None = None
+    all_per_position = True
+    for m in chosen.values():
+        if not isinstance(m, PerPosition):
+            all_per_position = False
+        elif only_params is None:
+            only_params = m.params
+        elif m.params is not only_params and m.params != only_params:
+            only_params, all_per_position = None, False
+            break
+    if only_params is None or not all_per_position:
         only_params = MarginParams(vol=market.default_vol)
     risk = account_risk(
         cash,
@@ -249,7 +258,10 @@ def market_account_risk(
         collateral=collateral,
         exchange_rates=market.exchange_rates,
     )  # validates every position, instrument and price
-    if all(isinstance(m, PerPosition) and m.params == only_params for m in chosen.values()):
+    if all(
+        isinstance(m, PerPosition) and (m.params is only_params or m.params == only_params)
+        for m in chosen.values()
+    ):
         return risk  # one per-position model everywhere: its requirement is already summed
     mm = im = 0
     for underlying in sorted(groups):
