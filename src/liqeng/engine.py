@@ -27,7 +27,7 @@ from itertools import pairwise
 import numpy as np
 
 from liqeng.clock import Clock
-from liqeng.errors import InvalidArgument, LiqengError, Refused
+from liqeng.errors import InvalidArgument, Refused
 from liqeng.ids import AccountId, AssetId, InstrumentId, TxId, tx_id
 from liqeng.ledger.core import Ledger
 from liqeng.ledger.model import AccountKind, Position
@@ -337,12 +337,7 @@ class Engine:
             raise InvalidArgument(f"keeper={keeper!r} is not an open user account")
         now = self.clock.now()
         saved_feed = self.oracle.snapshot()
-        rejected: list[str] = []
-        for report in reports:
-            try:
-                self.oracle.submit(report, now)
-            except LiqengError as exc:
-                rejected.append(str(exc))
+        rejected = [str(exc) for _, exc in self.oracle.submit_many(reports, now)]
         feed = self.oracle.update(now)
         prices = {m: out.price for m, out in feed.items() if out.price is not None}
         bands = {m: out.band for m, out in feed.items() if out.band is not None}
