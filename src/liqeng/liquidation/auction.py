@@ -81,13 +81,14 @@ from liqeng.ledger.model import PositionChange, Posting, Transaction
 from liqeng.liquidation.base import LiquidationContext, LiquidationPlan
 from liqeng.liquidation.curves import RAY, UINT256_MAX, Curve, needs_reset, start_price
 from liqeng.liquidation.keeper import KeeperReward
+from liqeng.liquidation.settle import FUNDED, check_terms, settle
 from liqeng.liquidation.sizing import DustRule
 from liqeng.liquidation.waterfall import Waterfall
 from liqeng.market.instruments import EuropeanOption
 from liqeng.market.marks import exact_mark, mark_price
 from liqeng.market.trading import Fill, fill
 from liqeng.risk.margin import collateral_value
-from liqeng.units import RATE_SCALE, check_int, mul_div_down, mul_div_up
+from liqeng.units import RATE_SCALE, check_int, mul_div_up
 
 __all__ = [
     "Auction",
@@ -98,7 +99,7 @@ __all__ = [
     "Step",
 ]
 
-_FUNDED: Final = ("insurance_fund", "backstop_pool")
+
 MECHANISM: Final = "dutch-auction"
 
 
@@ -239,7 +240,7 @@ class AuctionHouse:
     protocol_share: int = 0
     keeper_reward: KeeperReward | None = None
     dust: DustRule | None = None
-    waterfall: Waterfall = field(default_factory=lambda: Waterfall(_FUNDED))
+    waterfall: Waterfall = field(default_factory=lambda: Waterfall(FUNDED))
     auctions: dict[str, Auction] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -248,21 +249,13 @@ class AuctionHouse:
         check_int("buf", self.buf, RAY, UINT256_MAX)
         check_int("tail", self.tail, 0, UINT256_MAX)
         check_int("cusp", self.cusp, 0, RAY)
-        check_int("penalty_rate", self.penalty_rate, 0, RATE_SCALE)
-        check_int("keeper_share", self.keeper_share, 0, RATE_SCALE)
-        check_int("protocol_share", self.protocol_share, 0, RATE_SCALE - self.keeper_share)
         if self.keeper_reward is not None and not isinstance(self.keeper_reward, KeeperReward):
             raise InvalidArgument(f"keeper_reward={self.keeper_reward!r} must be a KeeperReward")
         if self.dust is not None and not isinstance(self.dust, DustRule):
             raise InvalidArgument(f"dust={self.dust!r} must be a DustRule")
-        if not isinstance(self.waterfall, Waterfall):
-            raise InvalidArgument(f"waterfall={self.waterfall!r} must be a Waterfall")
-        unfunded = [s for s in self.waterfall.stages if s not in _FUNDED]
-        if unfunded:
-            raise InvalidArgument(
-                f"waterfall stages {unfunded} are not funded accounts; the auction covers "
-                f"bad debt from {sorted(_FUNDED)} and books the rest as uncovered"
-            )
+        check_terms(
+            self.penalty_rate, self.keeper_share, self.protocol_share, self.waterfall, "auction"
+        )
 
     # ------------------------------------------------------------------ reads
 
@@ -491,27 +484,22 @@ class AuctionHouse:
         )
         due = a.tab if final else min(a.tab, mul_div_up(a.tab, f.numerator, f.denominator))
         fee = min(due, max(c1, 0))
-        keeper_reward = mul_div_down(fee, self.keeper_share, RATE_SCALE)
-        protocol_fee = mul_div_down(fee, self.protocol_share, RATE_SCALE)
-        insurance_fee = fee - keeper_reward - protocol_fee
-        bad = max(fee - c1, 0)
-        funds = {
-            "insurance_fund": ctx.insurance_fund_balance + insurance_fee,
-            "backstop_pool": ctx.backstop_pool_balance,
-        }
-        cover = self.waterfall.apply(bad, {s: funds[s] for s in self.waterfall.stages})
-        from_fund, from_pool = cover.paid_by("insurance_fund"), cover.paid_by("backstop_pool")
-        covered, uncovered = from_fund + from_pool, cover.uncovered
-        moves = (
-            (acct, -fee),
-            (taker, keeper_reward),
-            (ctx.system.fee_sink, protocol_fee),
-            (ctx.system.insurance_fund, insurance_fee - from_fund),
-            (ctx.system.backstop_pool, -from_pool),
-            (acct, covered + uncovered),
-            (ctx.system.bad_debt, -uncovered),
+        st = settle(
+            ctx,
+            fee,
+            max(fee - c1, 0),
+            self.keeper_share,
+            self.protocol_share,
+            self.waterfall,
+            taker,
         )
-        postings += [Posting(a_, q.units(u)) for a_, u in moves if u]
+        postings += st.postings
+        keeper_reward, protocol_fee, insurance_fee = (
+            st.keeper_reward,
+            st.protocol_fee,
+            st.insurance_fee,
+        )
+        covered, uncovered = st.covered, st.uncovered
         # flash ordering: every credit to the taker, the callback's legs, then the rest
         credits = [p for p in postings if p.account == taker and p.amount.units > 0]
         others = [p for p in postings if not (p.account == taker and p.amount.units > 0)]

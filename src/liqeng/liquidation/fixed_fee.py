@@ -27,16 +27,15 @@ from fractions import Fraction
 from liqeng.errors import InvalidArgument, Refused
 from liqeng.ledger.model import PositionChange, Posting, Transaction
 from liqeng.liquidation.base import LiquidationContext, LiquidationPlan
+from liqeng.liquidation.settle import FUNDED, check_terms, settle
 from liqeng.liquidation.waterfall import Waterfall
 from liqeng.market.instruments import EuropeanOption
 from liqeng.market.marks import exact_mark, mark_price
 from liqeng.market.trading import fill
 from liqeng.risk.margin import collateral_value
-from liqeng.units import AMOUNT_MAX, RATE_SCALE, Amount, check_int, mul_div_down, mul_div_up
+from liqeng.units import RATE_SCALE, mul_div_up
 
 __all__ = ["FixedFee"]
-
-_FUNDED = ("insurance_fund", "backstop_pool")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,20 +48,12 @@ class FixedFee:
     keeper_share: int = 500_000_000
     protocol_share: int = 0
     name: str = "fixed-fee"
-    waterfall: Waterfall = field(default_factory=lambda: Waterfall(_FUNDED))
+    waterfall: Waterfall = field(default_factory=lambda: Waterfall(FUNDED))
 
     def __post_init__(self) -> None:
-        check_int("penalty_rate", self.penalty_rate, 0, RATE_SCALE)
-        check_int("keeper_share", self.keeper_share, 0, RATE_SCALE)
-        check_int("protocol_share", self.protocol_share, 0, RATE_SCALE - self.keeper_share)
-        if not isinstance(self.waterfall, Waterfall):
-            raise InvalidArgument(f"waterfall={self.waterfall!r} must be a Waterfall")
-        unfunded = [s for s in self.waterfall.stages if s not in _FUNDED]
-        if unfunded:
-            raise InvalidArgument(
-                f"waterfall stages {unfunded} are not funded accounts; the fixed fee covers "
-                f"bad debt from {sorted(_FUNDED)} and books the rest as uncovered"
-            )
+        check_terms(
+            self.penalty_rate, self.keeper_share, self.protocol_share, self.waterfall, "fixed fee"
+        )
 
     def plan(self, ctx: LiquidationContext) -> LiquidationPlan:
         if not ctx.risk.is_liquidatable:
@@ -131,34 +122,15 @@ class FixedFee:
                 c1 += p.amount.units
         penalty = mul_div_up(notional, self.penalty_rate, RATE_SCALE)
         fee = min(penalty, max(c1, 0))
-        keeper_reward = mul_div_down(fee, self.keeper_share, RATE_SCALE)
-        protocol_fee = mul_div_down(fee, self.protocol_share, RATE_SCALE)
-        insurance_fee = fee - keeper_reward - protocol_fee
         c2 = c1 - fee
-        bad = max(-c2, 0)
-        funds = {
-            "insurance_fund": ctx.insurance_fund_balance + insurance_fee,
-            "backstop_pool": ctx.backstop_pool_balance,
-        }
-        capacities = {s: funds[s] for s in self.waterfall.stages}
-        if bad == 0 and all(type(c) is int and 0 <= c <= AMOUNT_MAX for c in capacities.values()):
-            from_fund = from_pool = uncovered = 0  # what the waterfall gives for no loss
-        else:
-            cover = self.waterfall.apply(bad, capacities)
-            from_fund = cover.paid_by("insurance_fund")
-            from_pool = cover.paid_by("backstop_pool")
-            uncovered = cover.uncovered
-        covered = from_fund + from_pool
-        moves = (
-            (ctx.account, -fee),
-            (ctx.keeper, keeper_reward),
-            (ctx.system.fee_sink, protocol_fee),
-            (ctx.system.insurance_fund, insurance_fee - from_fund),
-            (ctx.system.backstop_pool, -from_pool),
-            (ctx.account, covered + uncovered),
-            (ctx.system.bad_debt, -uncovered),
+        st = settle(ctx, fee, max(-c2, 0), self.keeper_share, self.protocol_share, self.waterfall)
+        postings += st.postings
+        keeper_reward, protocol_fee, insurance_fee = (
+            st.keeper_reward,
+            st.protocol_fee,
+            st.insurance_fee,
         )
-        postings += [Posting(a, Amount(u, q)) for a, u in moves if u]
+        covered, uncovered = st.covered, st.uncovered
         seized = max(ctx.cash + sold - max(c2, 0), 0)  # cash, and collateral at its sale value
         memo = {
             "account": ctx.account,
