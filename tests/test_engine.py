@@ -37,7 +37,12 @@ ETH, USD = 10**6, 10**6
 
 
 def make_engine(
-    tmp_path: Path, fund_usd: int = 10_000, **engine_kwargs: Any
+    tmp_path: Path,
+    fund_usd: int = 10_000,
+    *,
+    alice_usd: int = 1_000,
+    instruments: tuple[Perpetual | EuropeanOption, ...] = (PERP, PUT),
+    **engine_kwargs: Any,
 ) -> tuple[Engine, SimClock]:
     clock = SimClock(0)
     led: Ledger = open_ledger(tmp_path / "e.sqlite", clock)
@@ -53,19 +58,19 @@ def make_engine(
         (KEEPER, AccountKind.USER),
     ]:
         led.open_account(AccountSpec(acc, kind))
-    for inst in (PERP, PUT):
+    for inst in instruments:
         led.list_instrument(inst.spec())
-    deposit(led, "d-alice", ALICE, 1_000 * USD)
+    deposit(led, "d-alice", ALICE, alice_usd * USD)
     deposit(led, "d-bob", BOB, 10**7 * USD)
     deposit(led, "d-keeper", KEEPER, 10**6 * USD)
     if fund_usd:
         deposit(led, "d-fund", SYS.insurance_fund, fund_usd * USD)
     engine = Engine(
         led,
-        median_feed(SOURCES, ["ETH"], 3600, 3),
+        median_feed(SOURCES, sorted({i.underlying for i in instruments}), 3600, 3),
         clock=clock,
         quote=USDC,
-        instruments={PERP.id: PERP, PUT.id: PUT},
+        instruments={i.id: i for i in instruments},
         margin=MarginParams(),
         mechanism=FixedFee(),
         system=SYS,
@@ -433,32 +438,10 @@ def test_a_hedge_across_two_scenario_markets_is_still_screened_in(tmp_path: Path
     23-scenario model: the exact path margins each market apart (a 20% move on either
     leg), so the hedge does not cancel; the screen must not hide the account."""
     btc = Perpetual(InstrumentId("t/BTC-PERP"), "BTC", USDC, 6)
-    clock = SimClock(0)
-    led: Ledger = open_ledger(tmp_path / "e.sqlite", clock)
-    led.register_asset(USDC)
-    for acc, kind in [
-        (AccountId("t/world"), AccountKind.EXTERNAL),
-        (SYS.insurance_fund, AccountKind.SYSTEM),
-        (SYS.settlement, AccountKind.SETTLEMENT),
-        (SYS.bad_debt, AccountKind.BAD_DEBT),
-        (ALICE, AccountKind.USER),
-        (BOB, AccountKind.USER),
-        (KEEPER, AccountKind.USER),
-    ]:
-        led.open_account(AccountSpec(acc, kind))
-    for inst in (PERP, btc):
-        led.list_instrument(inst.spec())
-    deposit(led, "d-alice", ALICE, 3_000 * USD)
-    deposit(led, "d-bob", BOB, 10**7 * USD)
-    engine = Engine(
-        led,
-        median_feed(SOURCES, ["ETH", "BTC"], 3600, 3),
-        clock=clock,
-        quote=USDC,
-        instruments={PERP.id: PERP, btc.id: btc},
-        margin=MarginParams(),
-        mechanism=FixedFee(),
-        system=SYS,
+    engine, clock = make_engine(
+        tmp_path,
+        alice_usd=3_000,
+        instruments=(PERP, btc),
         markets={"ETH": Scenario(LYRA_LIKE), "BTC": Scenario(LYRA_LIKE)},
     )
     both = [SourceReport(s, m, 2000 * USD, 0) for s in SOURCES for m in ("ETH", "BTC")]
