@@ -32,8 +32,10 @@ from liqeng.ids import AccountId, AssetId, InstrumentId, TxId, tx_id
 from liqeng.ledger.core import Ledger
 from liqeng.ledger.model import AccountKind, Position
 from liqeng.liquidation.base import LiquidationContext, LiquidationPlan, Mechanism, SystemAccounts
+from liqeng.liquidation.penalty import implied_atm_vol, realised_vol
 from liqeng.market.instruments import DatedFuture, EuropeanOption, Instrument, SpotCollateral
 from liqeng.market.marks import Unsettled, Vol, option_vol
+from liqeng.market.surface import VolSurface
 from liqeng.oracle.feed import Feed, MarketPrice
 from liqeng.oracle.reports import SourceReport
 from liqeng.risk.margin import AccountRisk, MarginParams
@@ -84,8 +86,11 @@ class Engine:
     ``margin`` is the per-position model and flat option vol of every underlying not in
     ``markets`` (underlying -> ``MarginModel``). ``collateral`` lists the tokens counted
     toward equity. The driver sets market data the oracle does not carry: ``vols``
-    (underlying -> flat vol or ``VolSurface``) and ``exchange_rates`` (LST asset -> parts
-    per ``RATE_SCALE``); ``settlements`` is kept by ``step``.
+    (underlying -> flat vol or ``VolSurface``), ``exchange_rates`` (LST asset -> parts
+    per ``RATE_SCALE``), ``gas_price`` and ``quote_per_gas`` (keeper rewards);
+    ``settlements`` is kept by ``step``, and so are the last ``vol_window`` index prices
+    per market (realised vol). ``held`` maps an account a mechanism has taken over (an
+    auction runs on it) to why: ``step`` passes it by and ``liquidate`` refuses it.
     """
 
     def __init__(
@@ -103,6 +108,7 @@ class Engine:
         collateral: Iterable[SpotCollateral] = (),
         screen: bool = True,
         band_eligibility: bool = True,
+        vol_window: int = 60,
     ) -> None:
         self.ledger = ledger
         self.oracle = oracle
@@ -131,6 +137,12 @@ class Engine:
         self.screen = screen
         self.band_eligibility = band_eligibility
         self.bands: dict[str, tuple[int, int]] = {}
+        self.gas_price = 0
+        self.held: dict[AccountId, str] = {}
+        self.quote_per_gas = 0
+        self.vol_window = vol_window
+        self._history: dict[str, tuple[tuple[int, int], ...]] = {}
+        self._realised: dict[str, float] = {}
         # (ledger.state_version, book, its scenario-scan form once needed)
         self._book: tuple[int, Book, ScenarioBook | None] | None = None
         self._default_model = PerPosition(self.margin)
@@ -257,6 +269,9 @@ class Engine:
             raise InvalidArgument(f"account={account!r} is not an open user account")
         if self.ledger.accounts.get(keeper) is not AccountKind.USER:
             raise InvalidArgument(f"keeper={keeper!r} is not an open user account")
+        why_held = self.holds(account)
+        if why_held is not None:
+            raise Refused("liquidation/held", f"{account} is held: {why_held}")
         now = self.clock.now()
         positions = self.ledger.positions_of(account)
         if not positions:
@@ -303,7 +318,31 @@ class Engine:
                 "liquidation/market-paused",
                 f"the feed of {paused} allows no liquidation at health {float(health):.4f}",
             )
-        ctx = LiquidationContext(
+        ctx = self.context(account, keeper, txid, positions, risk, markets)
+        plan = self.mechanism.plan(ctx)
+        receipt = self.ledger.apply(plan.transaction)
+        if receipt.created:
+            commit = getattr(self.mechanism, "commit", None)
+            if commit is not None:
+                commit(plan)
+        return Liquidation(account, receipt.seq, receipt.created, plan)
+
+    def context(
+        self,
+        account: AccountId,
+        keeper: AccountId,
+        txid: str,
+        positions: Mapping[InstrumentId, Position],
+        risk: AccountRisk,
+        markets: set[str],
+        max_notional: int | None = None,
+    ) -> LiquidationContext:
+        """What a mechanism sees of ``account`` now (``risk`` at the current prices, over
+        ``markets``, the underlyings it trades): balances, positions, market data, the
+        system accounts' balances, gas, and the highest realised and implied vol over
+        ``markets``."""
+        market = self.market()
+        return LiquidationContext(
             tx_id=TxId(txid),
             account=account,
             keeper=keeper,
@@ -312,7 +351,7 @@ class Engine:
             positions=positions,
             keeper_positions=self.ledger.positions_of(keeper),
             instruments=self.instruments,
-            market=self.market(),
+            market=market,
             risk=risk,
             insurance_fund_balance=self.ledger.balance_units(
                 self.system.insurance_fund, self.quote.id
@@ -322,10 +361,44 @@ class Engine:
             ),
             system=self.system,
             collateral=self._collateral_of(account),
+            gas_price=self.gas_price,
+            quote_per_gas=self.quote_per_gas,
+            realised_vol=max((self.realised_vol(m) for m in markets), default=0.0),
+            implied_vol=max((self.implied_vol(m, market) for m in markets), default=0.0),
+            max_notional=max_notional,
         )
-        plan = self.mechanism.plan(ctx)
-        receipt = self.ledger.apply(plan.transaction)
-        return Liquidation(account, receipt.seq, receipt.created, plan)
+
+    def holds(self, account: AccountId) -> str | None:
+        """Why ``account`` is held (``held``, or the mechanism's ``holds(account)``, e.g. a
+        running auction), or ``None``."""
+        why = self.held.get(account)
+        if why is None:
+            holds = getattr(self.mechanism, "holds", None)
+            why = None if holds is None else holds(account)
+        return why
+
+    def realised_vol(self, underlying: str) -> float:
+        """Annualised realised vol of ``underlying``'s last ``vol_window`` index prices
+        (``penalty.realised_vol``; 0 with fewer than two). Cached per step."""
+        cached = self._realised.get(underlying)
+        if cached is not None:
+            return cached
+        history = self._history.get(underlying, ())
+        vol = 0.0
+        if len(history) >= 2:
+            ts, prices = zip(*history, strict=True)
+            vol = realised_vol(prices, ts)
+        self._realised[underlying] = vol
+        return vol
+
+    def implied_vol(self, underlying: str, market: MarketData) -> float:
+        """At-the-money vol of ``underlying`` one day out: the surface's when it has one
+        (``penalty.implied_atm_vol``), else its flat vol."""
+        vol = market.vol(underlying)
+        if isinstance(vol, VolSurface):
+            index = self.index_prices.get(underlying)
+            return 0.0 if index is None else implied_atm_vol(vol, float(index), 1 / 365)
+        return float(vol)
 
     def step(self, reports: Iterable[SourceReport], keeper: AccountId | None = None) -> StepReport:
         """Ingest, aggregate, re-margin and (with a ``keeper``) liquidate, in one batch.
@@ -343,9 +416,10 @@ class Engine:
         bands = {m: out.band for m, out in feed.items() if out.band is not None}
         liquidations: list[Liquidation] = []
         refused: list[tuple[AccountId, str]] = []
-        previous = (self.index_prices, self.prices_ts, self.settlements, self.bands)
+        previous = (self.index_prices, self.prices_ts, self.settlements, self.bands, self._history)
         self.index_prices, self.prices_ts, self.bands = prices, now, bands
         self.settlements = dict(self.settlements)
+        self._record_history(now, prices)
         try:
             with self.ledger.batch():
                 self.ledger.record(
@@ -363,8 +437,8 @@ class Engine:
                 if keeper is not None:
                     self.ledger.prefetch(f"liq:{now}:{a}" for a in candidates if a != keeper)
                 for _, account, positions, risk, _, _ in eligible:
-                    if keeper is None or account == keeper:
-                        continue  # no keeper this step; a keeper cannot liquidate itself
+                    if keeper is None or account == keeper or self.holds(account) is not None:
+                        continue  # no keeper; a keeper cannot liquidate itself; held
                     txid = f"liq:{now}:{account}"
                     try:
                         # other accounts' liquidations leave this one's state and the
@@ -377,7 +451,10 @@ class Engine:
                     except Refused as exc:
                         refused.append((account, exc.code))
         except BaseException:
-            self.index_prices, self.prices_ts, self.settlements, self.bands = previous
+            self.index_prices, self.prices_ts, self.settlements, self.bands, self._history = (
+                previous
+            )
+            self._realised = {}
             self.oracle.restore(saved_feed)
             raise
         finally:
@@ -391,6 +468,19 @@ class Engine:
             tuple(refused),
             feed,
         )
+
+    def _record_history(self, now: int, prices: Mapping[str, int]) -> None:
+        """Append this step's index prices to the last ``vol_window`` kept per market (a
+        second step at the same ``now`` replaces the first's price)."""
+        history = dict(self._history)
+        keep = max(self.vol_window - 1, 1)
+        for m, price in prices.items():
+            old = history.get(m, ())
+            if old and old[-1][0] == now:
+                old = old[:-1]
+            history[m] = (*old[-keep:], (now, price))
+        self._history = history
+        self._realised = {}
 
     def _settle(self, now: int) -> None:
         """Fix the settlement price of every expired instrument not yet settled whose

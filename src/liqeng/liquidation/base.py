@@ -54,7 +54,11 @@ class SystemAccounts:
 class LiquidationContext:
     """Everything a mechanism may read, taken from the ledger and the oracle at execution
     (``market`` holds the clock, index prices, vols and settlement prices; ``collateral``
-    the account's spot/LST balances by their ``SpotCollateral``)."""
+    the account's spot/LST balances by their ``SpotCollateral``). The driver's gas price
+    (wei per gas) and the gas token's price (``quote_per_gas``, quote base units per whole
+    token) price keeper rewards; ``realised_vol`` and ``implied_vol`` (annualised, the
+    highest over the account's markets) scale adaptive penalties; ``max_notional`` is the
+    most the engine's throughput limits let this liquidation close (``None``: no limit)."""
 
     tx_id: TxId
     account: AccountId
@@ -70,6 +74,11 @@ class LiquidationContext:
     backstop_pool_balance: int
     system: SystemAccounts
     collateral: Mapping[SpotCollateral, int]
+    gas_price: int = 0
+    quote_per_gas: int = 0
+    realised_vol: float = 0.0
+    implied_vol: float = 0.0
+    max_notional: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +123,12 @@ _FIGURES = (
 
 
 class Mechanism(Protocol):
+    """``plan`` reads a context and returns the plan; it moves nothing. A mechanism that
+    keeps state of its own (a pool's deposits) also has ``commit(plan)``, which the engine
+    calls once the plan's transaction is committed (never for a retried one). One that
+    takes an account over for a while (an auction) has ``holds(account) -> str | None``:
+    the engine does not liquidate a held account again."""
+
     @property
     def name(self) -> str: ...
 
