@@ -72,9 +72,8 @@ def make_engine(
         quote=USDC,
         instruments={i.id: i for i in instruments},
         margin=MarginParams(),
-        mechanism=FixedFee(),
         system=SYS,
-        **engine_kwargs,
+        **{"mechanism": FixedFee(), **engine_kwargs},
     )
     return engine, clock
 

@@ -19,12 +19,13 @@ shares with the ledger and the reports come from the driver.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from itertools import pairwise
 
 import numpy as np
+import numpy.typing as npt
 
 from liqeng.clock import Clock
 from liqeng.errors import InvalidArgument, Refused
@@ -32,7 +33,11 @@ from liqeng.ids import AccountId, AssetId, InstrumentId, TxId, tx_id
 from liqeng.ledger.core import Ledger
 from liqeng.ledger.model import AccountKind, Position
 from liqeng.liquidation.base import LiquidationContext, LiquidationPlan, Mechanism, SystemAccounts
+from liqeng.liquidation.fixed_fee import FixedFee
+from liqeng.liquidation.limits import Limits, Throttle
 from liqeng.liquidation.penalty import implied_atm_vol, realised_vol
+from liqeng.liquidation.sizing import self_liquidation_window
+from liqeng.liquidation.surcharge import Surcharge
 from liqeng.market.instruments import DatedFuture, EuropeanOption, Instrument, SpotCollateral
 from liqeng.market.marks import Unsettled, Vol, option_vol
 from liqeng.market.surface import VolSurface
@@ -49,9 +54,9 @@ from liqeng.risk.models import (
 from liqeng.risk.scan import Book, candidates, scan
 from liqeng.risk.scenario_scan import ScenarioBook, check_model, scenario_scan
 from liqeng.risk.scenario_scan import candidates as scenario_candidates
-from liqeng.units import Asset
+from liqeng.units import RATE_SCALE, Asset, check_int, mul_div_up
 
-__all__ = ["Engine", "Liquidation", "StepReport"]
+__all__ = ["BatchReport", "Engine", "Liquidation", "SelfLiquidation", "StepReport"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,33 @@ class Liquidation:
     seq: int
     created: bool
     plan: LiquidationPlan
+
+
+@dataclass(frozen=True, slots=True)
+class SelfLiquidation:
+    """An account that just became liquidatable may close itself without penalty for
+    ``window_s`` seconds (``Engine.self_liquidate``); keepers wait, unless its health is
+    below ``hard_floor`` (``sizing.self_liquidation_window``)."""
+
+    window_s: int
+    hard_floor: Fraction
+
+    def __post_init__(self) -> None:
+        check_int("window_s", self.window_s, 0)
+        f = self.hard_floor
+        if isinstance(f, bool) or not isinstance(f, (int, Fraction)) or not 0 <= f <= 1:
+            raise InvalidArgument(f"hard_floor={f!r} must be a Fraction in [0, 1]")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReport:
+    """What one ``liquidate_batch`` did: the liquidations committed (most at risk first),
+    the accounts refused with their codes, and the notional budget left (``None``: none
+    was set)."""
+
+    liquidations: tuple[Liquidation, ...]
+    refused: tuple[tuple[AccountId, str], ...]
+    notional_left: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +121,13 @@ class Engine:
     (underlying -> flat vol or ``VolSurface``), ``exchange_rates`` (LST asset -> parts
     per ``RATE_SCALE``), ``gas_price`` and ``quote_per_gas`` (keeper rewards);
     ``settlements`` is kept by ``step``, and so are the last ``vol_window`` index prices
-    per market (realised vol). ``held`` maps an account a mechanism has taken over (an
-    auction runs on it) to why: ``step`` passes it by and ``liquidate`` refuses it.
+    per market (realised vol). ``liquidity`` (market -> quote notional it absorbs per
+    window) sizes the ``limits``' capacity. Eligibility counts, besides the margin model,
+    the mechanism's ``surcharge`` (a keeper reward reserved in the requirement) and the
+    closing cost ``closing_cost_rate`` (parts per ``RATE_SCALE`` of notional), both added
+    to the maintenance margin (``liquidation.surcharge``). ``held`` maps an account a
+    mechanism has taken over (an auction runs on it) to why: ``step`` passes it by and
+    ``liquidate`` refuses it.
     """
 
     def __init__(
@@ -109,6 +146,9 @@ class Engine:
         screen: bool = True,
         band_eligibility: bool = True,
         vol_window: int = 60,
+        closing_cost_rate: int = 0,
+        limits: Limits | None = None,
+        self_liquidation: SelfLiquidation | None = None,
     ) -> None:
         self.ledger = ledger
         self.oracle = oracle
@@ -139,6 +179,16 @@ class Engine:
         self.bands: dict[str, tuple[int, int]] = {}
         self.gas_price = 0
         self.held: dict[AccountId, str] = {}
+        self.liquidity: dict[str, int] = {}
+        self.closing_cost_rate = check_int("closing_cost_rate", closing_cost_rate, 0, RATE_SCALE)
+        self.throttle = None if limits is None else Throttle(limits)
+        if self_liquidation is not None and not isinstance(self_liquidation, SelfLiquidation):
+            raise InvalidArgument(f"self_liquidation={self_liquidation!r} must be SelfLiquidation")
+        self.self_liquidation = self_liquidation
+        self._eligible_since: dict[AccountId, int] = {}
+        # mechanism commits waiting for the enclosing step or batch to be durable
+        self._pending: list[Callable[[], None]] | None = None
+        self._self_close = FixedFee(0, 0, 0, name="self-liquidation")
         self.quote_per_gas = 0
         self.vol_window = vol_window
         self._history: dict[str, tuple[tuple[int, int], ...]] = {}
@@ -177,15 +227,46 @@ class Engine:
         market = self.market()
         if index_prices is not None:
             market = replace(market, index_prices=index_prices)
-        return market_account_risk(
+        pos = self.ledger.positions_of(account) if positions is None else positions
+        risk = market_account_risk(
             self.ledger.balance_units(account, self.quote.id),
-            self.ledger.positions_of(account) if positions is None else positions,
+            pos,
             self.instruments,
             market,
             self.markets,
             self._per_position(),
             held,
         )
+        surcharges = self.surcharges()
+        if surcharges and pos:
+            n = sum(self._by_market(pos, market.index_prices).values())
+            extra = sum(s.of(n) for s in surcharges)
+            mm = risk.maintenance_margin + extra
+            risk = AccountRisk(risk.equity, mm, risk.initial_margin + extra)
+        return risk
+
+    def surcharges(self) -> tuple[Surcharge, ...]:
+        """What eligibility adds to the maintenance margin: the mechanism's ``surcharge``
+        (if it has one) and the closing cost."""
+        out = []
+        mech = getattr(self.mechanism, "surcharge", None)
+        if isinstance(mech, Surcharge):
+            out.append(mech)
+        if self.closing_cost_rate:
+            out.append(Surcharge(rate=self.closing_cost_rate))
+        return tuple(out)
+
+    def _by_market(
+        self, positions: Mapping[InstrumentId, Position], index_prices: Mapping[str, int]
+    ) -> dict[str, int]:
+        """Notional per underlying: ``Σ ceil(|size|·index / 10**size_decimals)``."""
+        out: dict[str, int] = {}
+        for iid, pos in positions.items():
+            inst = self._instrument(iid)
+            u = inst.underlying
+            n = mul_div_up(abs(pos.size), index_prices[u], 10**inst.size_decimals)
+            out[u] = out.get(u, 0) + n
+        return out
 
     def _per_position(self) -> PerPosition:
         """``PerPosition(self.margin)``, kept while ``self.margin`` is the same object."""
@@ -255,16 +336,146 @@ class Engine:
         ``txid`` is the keeper's idempotency key: retrying a committed liquidation returns
         it again (``created=False``) instead of trying a second one.
         """
+        done, positions, risk, markets = self._prepare(account, keeper, txid)
+        if done is not None:
+            return done
+        return self._execute(account, keeper, txid, positions, risk, markets)
+
+    def self_liquidate(self, account: AccountId, counterparty: AccountId, txid: str) -> Liquidation:
+        """The owner of ``account`` closes its whole book to ``counterparty`` at mark,
+        without penalty (``FixedFee`` at rate 0), while its self-liquidation window is open
+        (``SelfLiquidation``); else ``Refused("liquidation/window-closed")``."""
+        sl = self.self_liquidation
+        if sl is None:
+            raise InvalidArgument("self_liquidate needs Engine(self_liquidation=...)")
+        done, positions, risk, markets = self._prepare(account, counterparty, txid)
+        if done is not None:
+            return done
+        now = self.clock.now()
+        since = self._eligible_since.get(account, now)
+        if not self_liquidation_window(since, now, sl.window_s, risk.health, sl.hard_floor):
+            raise Refused(
+                "liquidation/window-closed",
+                f"{account} became liquidatable at ts={since}; the window of {sl.window_s}s "
+                f"(hard floor {sl.hard_floor}) is closed at ts={now}, health {risk.health}",
+            )
+        return self._execute(
+            account, counterparty, txid, positions, risk, markets, mechanism=self._self_close
+        )
+
+    def liquidate_batch(
+        self,
+        keeper: AccountId,
+        batch_id: str,
+        *,
+        max_count: int | None = None,
+        max_notional: int | None = None,
+    ) -> BatchReport:
+        """Liquidate the liquidatable accounts at the current prices, most at risk first
+        (by ``(health, account id)``, across markets), until ``max_count`` liquidations or
+        ``max_notional`` notional closed (the last one partial if the mechanism sizes by
+        ``max_notional``). Each item is its own ledger transaction (id
+        ``"{batch_id}:{account}"``) re-checked at execution; a refused item is reported and
+        leaves the others applied and itself untouched."""
+        if self.ledger.accounts.get(keeper) is not AccountKind.USER:
+            raise InvalidArgument(f"keeper={keeper!r} is not an open user account")
+        tx_id(f"{batch_id}:x")
+        if max_count is not None:
+            check_int("max_count", max_count, 1)
+        if max_notional is not None:
+            check_int("max_notional", max_notional, 1)
+        self._check_fresh(self.clock.now())
+        done: list[Liquidation] = []
+        refused: list[tuple[AccountId, str]] = []
+        throttled = None if self.throttle is None else self.throttle.snapshot()
+        self._pending = []
+        try:
+            with self.ledger.batch():
+                self._step_market = self.market()
+                left = self._work(
+                    self._liquidatable(),
+                    keeper,
+                    lambda a: f"{batch_id}:{a}",
+                    done,
+                    refused,
+                    max_count,
+                    max_notional,
+                    savepoints=True,
+                )
+        except BaseException:
+            if self.throttle is not None and throttled is not None:
+                self.throttle.restore(throttled)
+            raise
+        finally:
+            self._step_market = None
+            pending, self._pending = self._pending, None
+        for commit in pending:
+            commit()
+        return BatchReport(tuple(done), tuple(refused), left)
+
+    def _work(
+        self,
+        eligible: list[
+            tuple[float, AccountId, Mapping[InstrumentId, Position], AccountRisk, int, int]
+        ],
+        keeper: AccountId,
+        txid_of: Callable[[AccountId], str],
+        done: list[Liquidation],
+        refused: list[tuple[AccountId, str]],
+        max_count: int | None = None,
+        budget: int | None = None,
+        savepoints: bool = False,
+    ) -> int | None:
+        """Liquidate ``eligible`` in order with ``keeper`` under the budget; returns the
+        notional budget left. With ``savepoints`` each item runs in a nested batch."""
+        for _, account, positions, risk, _, _ in eligible:
+            if (max_count is not None and len(done) >= max_count) or budget == 0:
+                break
+            if account == keeper or self.holds(account) is not None:
+                continue  # a keeper cannot liquidate itself; a held account is taken over
+            try:
+                # other accounts' liquidations leave this one's state and the prices
+                # untouched: the risk found eligible is still current (a replayed step gets
+                # the ledger's answer for a used txid)
+                markets = {self._instrument(i).underlying for i in positions}
+                args = (account, keeper, txid_of(account), positions, risk, markets, budget)
+                if savepoints:
+                    with self.ledger.batch():
+                        liq = self._execute(*args)
+                else:
+                    liq = self._execute(*args)
+            except Refused as exc:
+                refused.append((account, exc.code))
+                continue
+            done.append(liq)
+            if budget is not None:
+                budget = max(budget - liq.plan.notional, 0)
+        return budget
+
+    def _check_fresh(self, now: int) -> None:
+        if self.prices_ts is None or now - self.prices_ts > self.oracle.max_age_s:
+            raise Refused(
+                "liquidation/stale-price",
+                f"index prices from ts={self.prices_ts} are too old at now={now}",
+            )
+
+    def _prepare(
+        self, account: AccountId, keeper: AccountId, txid: str
+    ) -> tuple[Liquidation | None, Mapping[InstrumentId, Position], AccountRisk, set[str]]:
+        """The answer to a retried ``txid``, or the checks before a liquidation of
+        ``account`` by ``keeper`` and its positions, exact risk and markets."""
         tx_id(txid)
         done = self.ledger.committed(txid)
         if done is not None:
             receipt, tx = done
-            if tx.kind != "liquidation" or tx.memo.get("account") != account:
+            mine = tx.kind == "liquidation" or tx.memo.get("mechanism") == self.mechanism.name
+            if not mine or tx.memo.get("account") != account:
                 raise Refused(
                     "ledger/exists-with-different-content",
                     f"tx_id={txid!r} committed {tx.kind} at seq {receipt.seq}",
                 )
-            return Liquidation(account, receipt.seq, False, LiquidationPlan.from_transaction(tx))
+            plan = LiquidationPlan.from_transaction(tx)
+            return Liquidation(account, receipt.seq, False, plan), {}, AccountRisk(0, 0), set()
         if self.ledger.accounts.get(account) is not AccountKind.USER:
             raise InvalidArgument(f"account={account!r} is not an open user account")
         if self.ledger.accounts.get(keeper) is not AccountKind.USER:
@@ -272,15 +483,10 @@ class Engine:
         why_held = self.holds(account)
         if why_held is not None:
             raise Refused("liquidation/held", f"{account} is held: {why_held}")
-        now = self.clock.now()
         positions = self.ledger.positions_of(account)
         if not positions:
             raise Refused("liquidation/not-liquidatable", f"{account} holds no positions")
-        if self.prices_ts is None or now - self.prices_ts > self.oracle.max_age_s:
-            raise Refused(
-                "liquidation/stale-price",
-                f"index prices from ts={self.prices_ts} are too old at now={now}",
-            )
+        self._check_fresh(self.clock.now())
         markets = {self._instrument(i).underlying for i in positions}
         missing = markets - set(self.index_prices)
         if missing:
@@ -295,7 +501,7 @@ class Engine:
                 f"{account}: {why} (equity={risk.equity}, "
                 f"maintenance_margin={risk.maintenance_margin})",
             )
-        return self._execute(account, keeper, txid, positions, risk, markets)
+        return None, positions, risk, markets
 
     def _execute(
         self,
@@ -305,26 +511,62 @@ class Engine:
         positions: Mapping[InstrumentId, Position],
         risk: AccountRisk,
         markets: set[str],
-        health: Fraction | None = None,
+        budget: int | None = None,
+        mechanism: Mechanism | None = None,
     ) -> Liquidation:
         """Plan and apply the liquidation of an eligible ``account`` (``risk`` at the
-        current prices and clock, ``health`` its ``risk.health`` if already known), unless
-        a market's feed pauses it."""
-        if health is None:
-            health = risk.health
+        current prices and clock) with ``mechanism`` (default: the engine's), closing at
+        most ``budget`` notional and what the throughput limits allow, unless a market's
+        feed pauses it, the account's self-liquidation window is open, or the block's
+        bad-debt limit would be passed."""
+        health = risk.health
         paused = sorted(m for m in markets if not self.oracle.liquidation_allowed(m, health))
         if paused:
             raise Refused(
                 "liquidation/market-paused",
                 f"the feed of {paused} allows no liquidation at health {float(health):.4f}",
             )
-        ctx = self.context(account, keeper, txid, positions, risk, markets)
-        plan = self.mechanism.plan(ctx)
+        now = self.clock.now()
+        sl = self.self_liquidation
+        if mechanism is None and sl is not None:
+            since = self._eligible_since.get(account, now)
+            if self_liquidation_window(since, now, sl.window_s, health, sl.hard_floor):
+                raise Refused(
+                    "liquidation/self-liquidation-window",
+                    f"{account} became liquidatable at ts={since}: its owner may close it "
+                    f"without penalty until ts={since + sl.window_s} (health "
+                    f"{float(health):.4f} >= hard floor {float(sl.hard_floor):.4f})",
+                )
+        cap = budget
+        throttle = self.throttle
+        by_market: dict[str, int] = {}
+        if throttle is not None:
+            by_market = self._by_market(positions, self.index_prices)
+            allowed = throttle.allowed(now, by_market, self.liquidity)
+            if allowed is not None:
+                cap = allowed if cap is None else min(cap, allowed)
+        if cap == 0:
+            raise Refused("liquidation/throttled", f"{account}: no liquidation capacity left")
+        ctx = self.context(account, keeper, txid, positions, risk, markets, cap)
+        mech = self.mechanism if mechanism is None else mechanism
+        plan = mech.plan(ctx)
+        room = None if throttle is None else throttle.loss_room(now)
+        if room is not None and plan.bad_debt_covered > room:
+            raise Refused(
+                "liquidation/block-loss-limit",
+                f"{account}: covering bad debt {plan.bad_debt_covered} passes what this "
+                f"block may still cover, {room}",
+            )
         receipt = self.ledger.apply(plan.transaction)
         if receipt.created:
-            commit = getattr(self.mechanism, "commit", None)
+            commit = getattr(mech, "commit", None)
             if commit is not None:
-                commit(plan)
+                if self._pending is None:
+                    commit(plan)
+                else:  # inside a step or batch: once it is durable
+                    self._pending.append(lambda: commit(plan))
+            if throttle is not None:
+                throttle.record(now, by_market, plan.notional, plan.bad_debt_covered)
         return Liquidation(account, receipt.seq, receipt.created, plan)
 
     def context(
@@ -417,9 +659,12 @@ class Engine:
         liquidations: list[Liquidation] = []
         refused: list[tuple[AccountId, str]] = []
         previous = (self.index_prices, self.prices_ts, self.settlements, self.bands, self._history)
+        since = self._eligible_since
+        throttled = None if self.throttle is None else self.throttle.snapshot()
         self.index_prices, self.prices_ts, self.bands = prices, now, bands
         self.settlements = dict(self.settlements)
         self._record_history(now, prices)
+        self._pending = []
         try:
             with self.ledger.batch():
                 self.ledger.record(
@@ -434,31 +679,24 @@ class Engine:
                 self._step_market = self.market()
                 eligible = self._liquidatable()
                 candidates = [account for _, account, _, _, _, _ in eligible]
+                self._eligible_since = {a: since.get(a, now) for a in candidates}
                 if keeper is not None:
                     self.ledger.prefetch(f"liq:{now}:{a}" for a in candidates if a != keeper)
-                for _, account, positions, risk, _, _ in eligible:
-                    if keeper is None or account == keeper or self.holds(account) is not None:
-                        continue  # no keeper; a keeper cannot liquidate itself; held
-                    txid = f"liq:{now}:{account}"
-                    try:
-                        # other accounts' liquidations leave this one's state and the
-                        # prices untouched: the risk found eligible is still current (a
-                        # replayed step gets the ledger's answer for a used txid)
-                        markets = {self._instrument(i).underlying for i in positions}
-                        liquidations.append(
-                            self._execute(account, keeper, txid, positions, risk, markets)
-                        )
-                    except Refused as exc:
-                        refused.append((account, exc.code))
+                    self._work(eligible, keeper, lambda a: f"liq:{now}:{a}", liquidations, refused)
         except BaseException:
             self.index_prices, self.prices_ts, self.settlements, self.bands, self._history = (
                 previous
             )
-            self._realised = {}
+            self._realised, self._eligible_since = {}, since
+            if self.throttle is not None and throttled is not None:
+                self.throttle.restore(throttled)
             self.oracle.restore(saved_feed)
             raise
         finally:
             self._step_market = None
+            pending, self._pending = self._pending, None
+        for commit in pending:
+            commit()
         return StepReport(
             now,
             prices,
@@ -593,6 +831,29 @@ class Engine:
                 sbook = ScenarioBook.of(book)
                 self._book = (self._book[0], book, sbook)
             res = scenario_scan(sbook, self.index_prices, market.now_ts, model.model, vols, settle)
+            extra = self._surcharge_bound(book)
+            if extra is not None:
+                res = replace(res, maintenance_margin=res.maintenance_margin + extra)
             return [ids[int(a)] for a in scenario_candidates(res)]
         result = scan(book, self.index_prices, market.now_ts, self.margin, vols, settle)
+        extra = self._surcharge_bound(book)
+        if extra is not None:
+            result = replace(result, maintenance_margin=result.maintenance_margin + extra)
         return [ids[int(a)] for a in candidates(result)]
+
+    def _surcharge_bound(self, book: Book) -> npt.NDArray[np.float64] | None:
+        """Per account of ``book``, an upper bound of its surcharges (``Surcharge.bound``
+        of its float notional), or ``None`` without surcharges."""
+        surcharges = self.surcharges()
+        if not surcharges or book.account_ids is None:
+            return None
+        index = np.array([float(self.index_prices[u]) for u in book.underlyings])
+        ins = book.instrument
+        per = np.abs(book.size) / book.scale[ins] * index[book.underlying[ins]]
+        notional = np.bincount(book.account, per, minlength=len(book.account_ids)).astype(
+            np.float64
+        )
+        extra: npt.NDArray[np.float64] = np.zeros(len(book.account_ids))
+        for s in surcharges:
+            extra += s.bound(notional)
+        return extra

@@ -1,6 +1,10 @@
-"""Fixed-rate-fee liquidation: the keeper takes every position at mark, for a fee.
+"""Fixed-rate-fee liquidation: the keeper takes the positions at mark, for a fee.
 
-For a liquidatable account with cash ``c``:
+For a liquidatable account with cash ``c``, a fraction ``f`` of it is closed (``sizing``,
+``liquidation.portion``: all of it by default; a close factor; or just enough to restore a
+target health; capped by the engine's throughput limit); each slice is ``trunc(x·f)`` of a
+position or collateral balance, so below "every position" and "its collateral" mean those
+slices:
 
 0. its spot and LST collateral is sold to the keeper at its haircut value,
    ``collateral_value`` rounded down (the haircut is the keeper's discount): cash
@@ -8,14 +12,22 @@ For a liquidatable account with cash ``c``:
 1. each position moves to the keeper at its mark (perps at the index price; options at the
    Black-76 mark, rounded up when the account buys back a short, down when it sells a
    long); the fills realise cash ``c1 = c0 + sum(fill cash)``;
-2. ``penalty = ceil(penalty_rate * notional)`` with ``notional = sum |size| * index``;
-   the account pays ``fee = min(penalty, max(c1, 0))``; the keeper gets
-   ``floor(fee * keeper_share)``, the fee sink ``floor(fee * protocol_share)``, the
-   insurance fund the rest;
+2. ``penalty = ceil(rate * notional)`` with ``notional = sum |size| * index`` of what is
+   closed and ``rate`` the fixed ``penalty_rate`` or, with an ``AdaptivePenalty``, its rate
+   at the account's health and the markets' realised and implied vol; the account pays
+   ``fee = min(penalty, max(c1, 0))``; the keeper gets ``floor(fee * keeper_share)`` or,
+   with a ``KeeperReward``, ``min(reward(penalty, gas), fee)`` (gas price and gas-token
+   price clamped to ``max_gas_price`` / ``max_quote_per_gas``); the fee sink
+   ``floor(rest * protocol_share)``, the insurance fund the rest;
 3. if ``c2 = c1 - fee < 0`` the shortfall is bad debt, passed down the ``waterfall``
    (``liquidation.waterfall``): the insurance fund covers up to its balance (with this
    liquidation's fee), then the backstop pool up to its balance; the remainder is booked
    against the bad-debt account (uncovered), a named ledger entry.
+
+A partial close that would leave the account in debt (``c2 < 0``) closes it whole
+instead. ``surcharge`` is what the engine adds to the maintenance margin so the
+keeper reward is always collectable (at the highest penalty rate and gas price); a reward
+with a tip or gas term needs a dust rule whose penalty covers it (``keeper.check_config``).
 """
 
 from __future__ import annotations
@@ -25,15 +37,22 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from liqeng.errors import InvalidArgument, Refused
+from liqeng.ids import InstrumentId
 from liqeng.ledger.model import PositionChange, Posting, Transaction
 from liqeng.liquidation.base import LiquidationContext, LiquidationPlan
+from liqeng.liquidation.keeper import KeeperReward, check_config
+from liqeng.liquidation.legs import uniform_slice
+from liqeng.liquidation.penalty import AdaptivePenalty
+from liqeng.liquidation.portion import CloseAll, Sizing, close_fraction
 from liqeng.liquidation.settle import FUNDED, check_terms, settle
+from liqeng.liquidation.sizing import DustRule
+from liqeng.liquidation.surcharge import Surcharge
 from liqeng.liquidation.waterfall import Waterfall
 from liqeng.market.instruments import EuropeanOption
 from liqeng.market.marks import exact_mark, mark_price
 from liqeng.market.trading import fill
-from liqeng.risk.margin import collateral_value
-from liqeng.units import RATE_SCALE, mul_div_up
+from liqeng.risk.margin import AccountRisk, collateral_value
+from liqeng.units import RATE_SCALE, check_int, mul_div_up
 
 __all__ = ["FixedFee"]
 
@@ -42,18 +61,73 @@ __all__ = ["FixedFee"]
 class FixedFee:
     """Rates are parts per ``RATE_SCALE`` (5% = 5e7); ``keeper_share + protocol_share``
     of the penalty may not exceed the whole of it. ``waterfall`` orders the funded stages
-    (``insurance_fund``, ``backstop_pool``) that cover bad debt."""
+    (``insurance_fund``, ``backstop_pool``) that cover bad debt. ``penalty`` (adaptive)
+    replaces ``penalty_rate``; ``keeper_reward`` replaces ``keeper_share``."""
 
     penalty_rate: int = 50_000_000
     keeper_share: int = 500_000_000
     protocol_share: int = 0
     name: str = "fixed-fee"
     waterfall: Waterfall = field(default_factory=lambda: Waterfall(FUNDED))
+    sizing: Sizing = field(default_factory=CloseAll)
+    dust: DustRule | None = None
+    penalty: AdaptivePenalty | None = None
+    keeper_reward: KeeperReward | None = None
+    max_gas_price: int = 0
+    max_quote_per_gas: int = 0
 
     def __post_init__(self) -> None:
         check_terms(
             self.penalty_rate, self.keeper_share, self.protocol_share, self.waterfall, "fixed fee"
         )
+        for attr, kind in (
+            ("dust", DustRule),
+            ("penalty", AdaptivePenalty),
+            ("keeper_reward", KeeperReward),
+        ):
+            value = getattr(self, attr)
+            if value is not None and not isinstance(value, kind):
+                raise InvalidArgument(f"{attr}={value!r} must be a {kind.__name__} or None")
+        close_fraction(self.sizing, _PROBE, 1, 0)  # refuses what is not a Sizing
+        check_int("max_gas_price", self.max_gas_price, 0)
+        check_int("max_quote_per_gas", self.max_quote_per_gas, 0)
+        reward = self.keeper_reward
+        if reward is not None and (reward.tip or reward.gas_units):
+            if self.dust is None:
+                raise InvalidArgument(
+                    f"keeper_reward with tip={reward.tip} and gas_units={reward.gas_units} "
+                    "needs a dust rule: below some size no penalty pays it"
+                )
+            check_config(
+                reward,
+                self.min_rate,
+                self.dust.min_value,
+                self.max_gas_price,
+                self.max_quote_per_gas,
+            )
+
+    @property
+    def min_rate(self) -> int:
+        """The lowest penalty rate this mechanism charges."""
+        return self.penalty_rate if self.penalty is None else self.penalty.min_rate
+
+    @property
+    def max_rate(self) -> int:
+        """The highest penalty rate this mechanism charges."""
+        return self.penalty_rate if self.penalty is None else self.penalty.cap
+
+    @property
+    def surcharge(self) -> Surcharge | None:
+        """The keeper reward reserved in the maintenance margin (``liquidation.surcharge``):
+        ``fixed = reserved_requirement(0, max gas) + 1`` (tip and gas, and the one unit the
+        penalty's ``ceil`` can add to the share) and ``rate = ceil(share·max_rate)``, so
+        ``of(notional) >= reward`` at any rate, gas price and gas-token price up to the
+        maxima; ``None`` without a ``keeper_reward``."""
+        r = self.keeper_reward
+        if r is None:
+            return None
+        fixed = r.reserved_requirement(0, self.max_gas_price, self.max_quote_per_gas) + 1
+        return Surcharge(fixed, mul_div_up(r.share, self.max_rate, RATE_SCALE), r.cap)
 
     def plan(self, ctx: LiquidationContext) -> LiquidationPlan:
         if not ctx.risk.is_liquidatable:
@@ -64,12 +138,38 @@ class FixedFee:
             )
         if ctx.keeper == ctx.account:
             raise InvalidArgument(f"keeper={ctx.keeper!r} cannot liquidate itself")
+        if self.penalty is None:
+            rate = self.penalty_rate
+        else:
+            rate = self.penalty.rate(ctx.risk.health, ctx.realised_vol, ctx.implied_vol)
+        f = Fraction(1)
+        if not isinstance(self.sizing, CloseAll) or ctx.max_notional is not None:
+            whole = sum(_notional(ctx, iid, pos.size) for iid, pos in ctx.positions.items())
+            f = close_fraction(self.sizing, ctx.risk, whole, rate, self.dust, ctx.max_notional)
+        if f < 1 and not uniform_slice(ctx.positions, f):
+            if ctx.max_notional is not None:  # the limit allows less than one base unit
+                raise Refused(
+                    "liquidation/throttled",
+                    f"{ctx.account}: max_notional={ctx.max_notional} closes nothing",
+                )
+            f = Fraction(1)
+        if f < 1:
+            partial = self._plan(ctx, f, rate)
+            if partial is not None:
+                return partial
+        plan = self._plan(ctx, Fraction(1), rate)
+        assert plan is not None
+        return plan
+
+    def _plan(self, ctx: LiquidationContext, f: Fraction, rate: int) -> LiquidationPlan | None:
+        """The plan closing ``f`` of the account, or ``None`` when a partial close
+        (``f < 1``) would leave the account in debt."""
         q = ctx.quote
         postings: list[Posting] = []
         changes: list[PositionChange] = []
         notional = sold = 0
         for spec in sorted(ctx.collateral, key=lambda c: c.asset.id) if ctx.collateral else ():
-            balance = ctx.collateral[spec]
+            balance = ctx.collateral[spec] if f == 1 else _trunc(ctx.collateral[spec] * f)
             if balance <= 0:
                 continue
             value = collateral_value(
@@ -85,12 +185,17 @@ class FixedFee:
                 Posting(ctx.keeper, q.units(-value)),
                 Posting(ctx.account, q.units(value)),
             ]
-        for iid in sorted(ctx.positions):
+        closed = (
+            {iid: ctx.positions[iid].size for iid in sorted(ctx.positions)}
+            if f == 1
+            else uniform_slice(ctx.positions, f)
+        )
+        for iid, size in closed.items():
             pos = ctx.positions[iid]
             inst = ctx.instruments[iid]
             index = ctx.market.index_prices[inst.underlying]
             sd = inst.size_decimals
-            notional += mul_div_up(abs(pos.size), index, 10**sd)
+            notional += _notional(ctx, iid, size)
             now, settlement = ctx.market.now_ts, ctx.market.settlements.get(iid)
             exact = exact_mark(inst, index, now, settlement)
             premium = isinstance(inst, EuropeanOption)
@@ -99,13 +204,13 @@ class FixedFee:
             else:
                 vol = ctx.market.vol(inst.underlying)
                 mark = Fraction(mark_price(inst, index, now, vol))
-                price = math.ceil(mark) if pos.size < 0 else math.floor(mark)
-            buyer, seller = (ctx.keeper, ctx.account) if pos.size > 0 else (ctx.account, ctx.keeper)
-            f = fill(
+                price = math.ceil(mark) if size < 0 else math.floor(mark)
+            buyer, seller = (ctx.keeper, ctx.account) if size > 0 else (ctx.account, ctx.keeper)
+            f_ = fill(
                 buyer=buyer,
                 seller=seller,
                 instrument=iid,
-                size=abs(pos.size),
+                size=abs(size),
                 price=price,
                 size_decimals=sd,
                 premium=premium,
@@ -114,23 +219,34 @@ class FixedFee:
                 seller_position=ctx.keeper_positions.get(iid) if seller == ctx.keeper else pos,
                 settlement=ctx.system.settlement,
             )
-            postings += f.postings
-            changes += f.position_changes
+            postings += f_.postings
+            changes += f_.position_changes
         c1 = ctx.cash
         for p in postings:
             if p.account == ctx.account and p.amount.asset.id == q.id:
                 c1 += p.amount.units
-        penalty = mul_div_up(notional, self.penalty_rate, RATE_SCALE)
+        penalty = mul_div_up(notional, rate, RATE_SCALE)
         fee = min(penalty, max(c1, 0))
         c2 = c1 - fee
-        st = settle(ctx, fee, max(-c2, 0), self.keeper_share, self.protocol_share, self.waterfall)
-        postings += st.postings
-        keeper_reward, protocol_fee, insurance_fee = (
-            st.keeper_reward,
-            st.protocol_fee,
-            st.insurance_fee,
+        if f < 1 and c2 < 0:
+            return None
+        reward = None
+        if self.keeper_reward is not None:
+            reward = self.keeper_reward.reward(
+                penalty,
+                min(ctx.gas_price, self.max_gas_price),
+                min(ctx.quote_per_gas, self.max_quote_per_gas),
+            )
+        st = settle(
+            ctx,
+            fee,
+            max(-c2, 0),
+            self.keeper_share,
+            self.protocol_share,
+            self.waterfall,
+            reward=reward,
         )
-        covered, uncovered = st.covered, st.uncovered
+        postings += st.postings
         seized = max(ctx.cash + sold - max(c2, 0), 0)  # cash, and collateral at its sale value
         memo = {
             "account": ctx.account,
@@ -138,14 +254,16 @@ class FixedFee:
             "mechanism": self.name,
             "equity": str(ctx.risk.equity),
             "maintenance_margin": str(ctx.risk.maintenance_margin),
+            "fraction": str(f),
+            "penalty_rate": str(rate),
             "notional": str(notional),
             "seized": str(seized),
             "penalty": str(fee),
-            "keeper_reward": str(keeper_reward),
-            "insurance_fee": str(insurance_fee),
-            "protocol_fee": str(protocol_fee),
-            "bad_debt_covered": str(covered),
-            "bad_debt_uncovered": str(uncovered),
+            "keeper_reward": str(st.keeper_reward),
+            "insurance_fee": str(st.insurance_fee),
+            "protocol_fee": str(st.protocol_fee),
+            "bad_debt_covered": str(st.covered),
+            "bad_debt_uncovered": str(st.uncovered),
         }
         tx = Transaction(ctx.tx_id, "liquidation", tuple(postings), tuple(changes), memo)
         return LiquidationPlan(
@@ -153,9 +271,24 @@ class FixedFee:
             notional,
             seized,
             fee,
-            keeper_reward,
-            insurance_fee,
-            protocol_fee,
-            covered,
-            uncovered,
+            st.keeper_reward,
+            st.insurance_fee,
+            st.protocol_fee,
+            st.covered,
+            st.uncovered,
         )
+
+
+_PROBE = AccountRisk(0, 1)
+
+
+def _trunc(x: Fraction) -> int:
+    """``x`` rounded toward zero."""
+    return math.trunc(x)
+
+
+def _notional(ctx: LiquidationContext, iid: InstrumentId, size: int) -> int:
+    """``ceil(|size|·index / 10**size_decimals)`` of instrument ``iid``."""
+    inst = ctx.instruments[iid]
+    index = ctx.market.index_prices[inst.underlying]
+    return mul_div_up(abs(size), index, 10**inst.size_decimals)

@@ -13,12 +13,14 @@ from typing import Any, Final
 
 from liqeng.errors import InvalidArgument
 from liqeng.liquidation.base import Mechanism
+from liqeng.liquidation.dutch_auction import DutchAuction
 from liqeng.liquidation.fixed_fee import FixedFee
 
 __all__ = ["MECHANISMS", "mechanism"]
 
 MECHANISMS: Final[dict[str, Callable[..., Mechanism]]] = {
     "fixed-fee": FixedFee,
+    "dutch-auction": DutchAuction,
 }
 
 

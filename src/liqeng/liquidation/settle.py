@@ -66,12 +66,19 @@ def settle(
     protocol_share: int,
     waterfall: Waterfall,
     keeper: AccountId | None = None,
+    reward: int | None = None,
 ) -> Settlement:
     """Split ``fee`` (paid by ``ctx.account``) and cover ``bad`` (module doc); the keeper
-    is ``ctx.keeper`` unless ``keeper`` names another account (an auction's taker)."""
+    is ``ctx.keeper`` unless ``keeper`` names another account (an auction's taker). With a
+    ``reward`` (``KeeperReward``'s figure) the keeper takes ``min(reward, fee)`` first and
+    ``protocol_share`` applies to the rest of the fee."""
     q = ctx.quote
-    keeper_reward = mul_div_down(fee, keeper_share, RATE_SCALE)
-    protocol_fee = mul_div_down(fee, protocol_share, RATE_SCALE)
+    if reward is None:
+        keeper_reward = mul_div_down(fee, keeper_share, RATE_SCALE)
+        protocol_fee = mul_div_down(fee, protocol_share, RATE_SCALE)
+    else:
+        keeper_reward = min(reward, fee)
+        protocol_fee = mul_div_down(fee - keeper_reward, protocol_share, RATE_SCALE)
     insurance_fee = fee - keeper_reward - protocol_fee
     funds = {
         "insurance_fund": ctx.insurance_fund_balance + insurance_fee,

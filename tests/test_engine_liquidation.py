@@ -1,0 +1,362 @@
+"""The engine's liquidation policy: partial sizing, adaptive penalty, keeper rewards
+reserved in the requirement, closing cost, the self-liquidation window, batches under a
+work budget and throughput limits.
+
+The base case (``make_engine``): Alice holds 1,000 USD and goes long 5 ETH at 2,000;
+maintenance is 5% of notional. At a price ``p``: ``equity = 1000 + 5·(p - 2000)``,
+``MM = 0.25·p``. At 1,892: equity 460, MM 473, health 0.9725.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.conftest import ALICE, BOB, USDC, deposit
+from tests.test_engine import KEEPER, PERP, SYS, USD, alice_goes_long, make_engine, reports, trade
+
+from liqeng.engine import Engine, SelfLiquidation
+from liqeng.errors import InvalidArgument, Refused
+from liqeng.ids import AccountId
+from liqeng.ledger.model import AccountKind, AccountSpec
+from liqeng.liquidation import FixedFee
+from liqeng.liquidation.keeper import KeeperReward
+from liqeng.liquidation.limits import Limits
+from liqeng.liquidation.penalty import AdaptivePenalty, HealthTiers, VolatilityScaling
+from liqeng.liquidation.portion import CloseFactor, TargetHealth
+from liqeng.liquidation.registry import mechanism
+from liqeng.liquidation.sizing import AAVE_V3_CLOSE_FACTOR, DustRule
+
+ETH = 10**6
+GWEI = 10**9
+
+
+def crash_to(engine: Engine, clock: Any, price: int, keeper: AccountId | None = KEEPER) -> Any:
+    """Alice opens at 2,000 at t=0; the price is ``price`` at t=60."""
+    engine.step(reports(0, *[2000] * 5))
+    alice_goes_long(engine, 5, 2000)
+    clock.set(60)
+    return engine.step(reports(60, *[price] * 5), keeper=keeper)
+
+
+def test_close_factor_closes_half_above_095(tmp_path: Path) -> None:
+    fee = FixedFee(penalty_rate=20_000_000, sizing=CloseFactor(AAVE_V3_CLOSE_FACTOR))
+    engine, clock = make_engine(tmp_path, mechanism=fee)
+    step = crash_to(engine, clock, 1892)
+    (liq,) = step.liquidations
+    # health 460/473 = 0.9725 > 0.95: Aave's close factor is 50%: 2.5 ETH closed,
+    # notional 2.5 * 1892 = 4730, penalty 2% = 94.6
+    assert liq.plan.transaction.memo["fraction"] == "1/2"
+    assert (liq.plan.notional, liq.plan.penalty) == (4_730 * USD, 94_600_000)
+    led = engine.ledger
+    assert led.position(ALICE, PERP.id).size == 2_500_000  # type: ignore[union-attr]
+    # cash 1000 - 2.5 * 108 - 94.6 = 635.4; the rest is healthy: equity 365.4 > MM 236.5
+    assert led.balance_units(ALICE, USDC.id) == 635_400_000
+    assert not engine.risk(ALICE).is_liquidatable
+    led.check_invariants()
+
+
+def test_close_factor_closes_all_at_or_below_095(tmp_path: Path) -> None:
+    fee = FixedFee(penalty_rate=20_000_000, sizing=CloseFactor(AAVE_V3_CLOSE_FACTOR))
+    engine, clock = make_engine(tmp_path, mechanism=fee)
+    step = crash_to(engine, clock, 1880)  # equity 400, MM 470: health 0.851
+    assert step.liquidations[0].plan.transaction.memo["fraction"] == "1"
+    assert engine.ledger.positions_of(ALICE) == {}
+
+
+def test_target_health_restores_the_target(tmp_path: Path) -> None:
+    fee = FixedFee(penalty_rate=20_000_000, sizing=TargetHealth(Fraction(6, 5)))
+    engine, clock = make_engine(tmp_path, mechanism=fee)
+    step = crash_to(engine, clock, 1892)
+    # H = 460/473, p/m = 0.02/0.05 = 0.4: f = (1.2 - H) / (1.2 - 0.4) = 0.28435
+    f = Fraction(step.liquidations[0].plan.transaction.memo["fraction"])
+    assert f == (Fraction(6, 5) - Fraction(460, 473)) / (Fraction(6, 5) - Fraction(2, 5))
+    health = engine.risk(ALICE).health
+    assert abs(health - Fraction(6, 5)) < Fraction(1, 10_000)
+    # closed: trunc(5 ETH * f); the rest stays
+    left = engine.ledger.position(ALICE, PERP.id).size  # type: ignore[union-attr]
+    assert left == 5 * ETH - int(5 * ETH * f)
+
+
+def test_dust_remnant_is_taken_whole(tmp_path: Path) -> None:
+    fee = FixedFee(
+        penalty_rate=20_000_000,
+        sizing=CloseFactor(AAVE_V3_CLOSE_FACTOR),
+        dust=DustRule(5_000 * USD),  # the 4,730 left would be dust
+    )
+    engine, clock = make_engine(tmp_path, mechanism=fee)
+    step = crash_to(engine, clock, 1892)
+    assert step.liquidations[0].plan.transaction.memo["fraction"] == "1"
+
+
+def _adaptive() -> FixedFee:
+    # 2% at any health <= 1, scaled by (σ / 50%) clamped to [1/2, 3]
+    return FixedFee(
+        penalty=AdaptivePenalty(
+            HealthTiers(((Fraction(1), 20_000_000),)),
+            VolatilityScaling(0.5, Fraction(1), Fraction(1, 2), Fraction(3)),
+            0,
+            100_000_000,
+        )
+    )
+
+
+@pytest.mark.parametrize(("implied", "rate"), [(0.25, 10_000_000), (1.5, 60_000_000)])
+def test_adaptive_penalty_pays_more_in_a_stressed_market(
+    tmp_path: Path, implied: float, rate: int
+) -> None:
+    engine, clock = make_engine(tmp_path, mechanism=_adaptive())
+    engine.vols["ETH"] = implied
+    engine.step(reports(0, *[2000] * 5))
+    alice_goes_long(engine, 5, 2000)
+    # a calm fall over 30 days: realised vol sqrt(ln(1880/2000)^2 / 30d * 365d) = 0.2158
+    clock.set(30 * 86400)
+    step = engine.step(reports(30 * 86400, *[1880] * 5), keeper=KEEPER)
+    assert engine.realised_vol("ETH") == pytest.approx(0.2158, abs=1e-4)
+    # σ = max(realised, implied): 0.25 -> factor 1/2 -> 1%; 1.5 -> factor 3 -> 6%
+    memo = step.liquidations[0].plan.transaction.memo
+    assert int(memo["penalty_rate"]) == rate
+
+
+def test_realised_vol_of_a_crash_raises_the_penalty(tmp_path: Path) -> None:
+    engine, clock = make_engine(tmp_path, mechanism=_adaptive())
+    engine.vols["ETH"] = 0.25
+    step = crash_to(engine, clock, 1880)  # a 6% fall in a minute: realised vol ~ 45
+    assert int(step.liquidations[0].plan.transaction.memo["penalty_rate"]) == 60_000_000
+
+
+def _rewarded(**kw: Any) -> FixedFee:
+    # tip 5 USD + gas 500,000 units; at 10 gwei and ETH at 2,000: 500,000 * 10e9 * 2000 / 1e18
+    # = 10 USD; the reserve prices gas at up to 50 gwei: 5 + 50 = 55 USD (+1 unit)
+    reward = KeeperReward(tip=5 * USD, share=0, gas_units=500_000)
+    return FixedFee(
+        keeper_reward=reward,
+        dust=DustRule(2_000 * USD),
+        max_gas_price=50 * GWEI,
+        max_quote_per_gas=2_000 * USD,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("screen", [True, False])
+def test_keeper_reward_is_reserved_in_the_requirement(tmp_path: Path, screen: bool) -> None:
+    engine, clock = make_engine(tmp_path, mechanism=_rewarded(), screen=screen)
+    engine.gas_price, engine.quote_per_gas = 10 * GWEI, 2_000 * USD
+    # at 1,900: equity 500 >= MM 475, but 500 < 475 + 55 reserved: liquidatable
+    step = crash_to(engine, clock, 1900)
+    (liq,) = step.liquidations
+    assert engine.surcharges()[0].of(0) == 55 * USD + 1
+    # penalty 5% of 9,500 = 475, all payable; the keeper gets tip + gas = 15 USD
+    assert (liq.plan.penalty, liq.plan.keeper_reward) == (475 * USD, 15 * USD)
+    assert liq.plan.insurance_fee == 460 * USD
+
+
+def test_keeper_reward_gas_price_is_clamped_to_the_reserved_maximum(tmp_path: Path) -> None:
+    engine, clock = make_engine(tmp_path, mechanism=_rewarded())
+    engine.gas_price, engine.quote_per_gas = 500 * GWEI, 2_000 * USD  # 10x the maximum
+    step = crash_to(engine, clock, 1900)
+    assert step.liquidations[0].plan.keeper_reward == 55 * USD  # 5 + 50 at 50 gwei
+
+
+def test_keeper_reward_config_that_the_dust_penalty_cannot_pay_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="does not fit in the penalty at the dust size"):
+        _rewarded().__class__(
+            keeper_reward=KeeperReward(tip=5 * USD, share=0, gas_units=500_000),
+            dust=DustRule(1_000 * USD),  # 5% of 1,000 = 50 < 55
+            max_gas_price=50 * GWEI,
+            max_quote_per_gas=2_000 * USD,
+        )
+    with pytest.raises(InvalidArgument, match="needs a dust rule"):
+        FixedFee(keeper_reward=KeeperReward(tip=5 * USD, share=0))
+
+
+@pytest.mark.parametrize("screen", [True, False])
+def test_closing_cost_counts_in_eligibility(tmp_path: Path, screen: bool) -> None:
+    engine, clock = make_engine(tmp_path, closing_cost_rate=10_000_000, screen=screen)
+    # at 1,900: equity 500 < MM 475 + 1% of 9,500 = 570
+    step = crash_to(engine, clock, 1900)
+    assert [liq.account for liq in step.liquidations] == [ALICE]
+    risk = step.liquidations[0].plan.transaction.memo["maintenance_margin"]
+    assert int(risk) == 570 * USD
+
+
+def test_self_liquidation_window(tmp_path: Path) -> None:
+    window = SelfLiquidation(300, Fraction(1, 2))
+    engine, clock = make_engine(tmp_path, self_liquidation=window)
+    step = crash_to(engine, clock, 1892)  # health 0.97 >= 1/2: the owner's window
+    assert step.liquidations == ()
+    assert step.refused == ((ALICE, "liquidation/self-liquidation-window"),)
+    with pytest.raises(Refused, match="self-liquidation-window"):
+        engine.liquidate(ALICE, KEEPER, "k-1")
+    # the owner closes to a counterparty at mark, without penalty
+    liq = engine.self_liquidate(ALICE, BOB, "self-1")
+    assert (liq.plan.penalty, liq.plan.keeper_reward) == (0, 0)
+    # cash 1000 - 5 * 108 = 460: the whole equity is kept
+    assert engine.ledger.balance_units(ALICE, USDC.id) == 460 * USD
+
+
+def test_keepers_act_after_the_window_or_below_the_floor(tmp_path: Path) -> None:
+    window = SelfLiquidation(300, Fraction(1, 2))
+    engine, clock = make_engine(tmp_path, self_liquidation=window)
+    crash_to(engine, clock, 1892)
+    clock.set(360)  # became eligible at 60: the window closes at 360
+    with pytest.raises(Refused, match="window-closed"):
+        engine.self_liquidate(ALICE, BOB, "self-late")
+    step = engine.step(reports(360, *[1892] * 5), keeper=KEEPER)
+    assert [liq.account for liq in step.liquidations] == [ALICE]
+
+    (tmp_path / "2").mkdir()
+    engine2, clock2 = make_engine(tmp_path / "2", self_liquidation=window)
+    # at 1,840: equity 200, MM 460: health 0.43 < 1/2, keepers need not wait
+    step = crash_to(engine2, clock2, 1840)
+    assert [liq.account for liq in step.liquidations] == [ALICE]
+
+
+def test_self_liquidation_needs_a_window(tmp_path: Path) -> None:
+    engine, clock = make_engine(tmp_path)
+    crash_to(engine, clock, 1892, keeper=None)
+    with pytest.raises(InvalidArgument, match="self_liquidation"):
+        engine.self_liquidate(ALICE, BOB, "s")
+    with pytest.raises(InvalidArgument, match="hard_floor"):
+        SelfLiquidation(10, Fraction(2))
+
+
+USERS = [AccountId(f"t/u{i}") for i in range(4)]
+
+
+def _book(engine: Engine) -> None:
+    """Four users long 5 ETH at 2,000 with 1,000 / 900 / 800 / 700 USD."""
+    led = engine.ledger
+    engine.step(reports(0, *[2000] * 5))
+    for i, user in enumerate(USERS):
+        led.open_account(AccountSpec(user, AccountKind.USER))
+        deposit(led, f"d-{user}", user, (1_000 - 100 * i) * USD)
+        trade(engine, f"open-{user}", user, BOB, PERP, 5 * ETH, 2000)
+
+
+def test_batch_takes_the_most_at_risk_first_under_a_count(tmp_path: Path) -> None:
+    engine, clock = make_engine(tmp_path)
+    _book(engine)
+    clock.set(60)
+    step = engine.step(reports(60, *[1900] * 5))  # no keeper: only prices
+    # equity 500 / 400 / 300 / 200 vs MM 475: u1, u2, u3 are eligible, u3 the sickest
+    assert list(step.underwater) == [USERS[3], USERS[2], USERS[1]]
+    report = engine.liquidate_batch(KEEPER, "b1", max_count=2)
+    assert [liq.account for liq in report.liquidations] == [USERS[3], USERS[2]]
+    assert report.notional_left is None and report.refused == ()
+    assert engine.ledger.positions_of(USERS[1])  # left for the next batch
+    again = engine.liquidate_batch(KEEPER, "b2")
+    assert [liq.account for liq in again.liquidations] == [USERS[1]]
+
+
+def test_batch_notional_budget_ends_with_a_partial_close(tmp_path: Path) -> None:
+    fee = FixedFee(penalty_rate=10_000_000)
+    engine, clock = make_engine(tmp_path, mechanism=fee)
+    _book(engine)
+    clock.set(60)
+    engine.step(reports(60, *[1900] * 5))
+    # each book is 9,500 of notional: a budget of 12,000 closes u3 and 2,500 of u2:
+    # trunc(5 ETH * 2500/9500) = 1.315789 ETH, 2,499.9991 of notional; the 0.0009 left
+    # closes nothing of u1 (throttled)
+    report = engine.liquidate_batch(KEEPER, "b1", max_notional=12_000 * USD)
+    assert [liq.plan.notional for liq in report.liquidations] == [9_500 * USD, 2_499_999_100]
+    assert report.notional_left == 900
+    assert report.refused == ((USERS[1], "liquidation/throttled"),)
+    assert engine.ledger.position(USERS[2], PERP.id).size == 5 * ETH - 1_315_789  # type: ignore[union-attr]
+    engine.ledger.check_invariants()
+
+
+def test_batch_refused_item_leaves_the_others_applied(tmp_path: Path) -> None:
+    engine, clock = make_engine(tmp_path, limits=Limits(max_loss_per_block=0))
+    _book(engine)
+    clock.set(60)
+    engine.step(reports(60, *[1840] * 5))
+    # equity 200 / 100 / 0 / -100: u3 is insolvent; covering its 100 of bad debt passes the
+    # block's loss limit of 0, so it waits; the others are liquidated
+    seq = engine.ledger.seq
+    report = engine.liquidate_batch(KEEPER, "b1")
+    assert report.refused == ((USERS[3], "liquidation/block-loss-limit"),)
+    assert [liq.account for liq in report.liquidations] == [USERS[2], USERS[1], USERS[0]]
+    assert engine.ledger.positions_of(USERS[3])
+    assert engine.ledger.seq == seq + 3
+
+
+def test_batch_bad_input_changes_nothing(tmp_path: Path) -> None:
+    engine, clock = make_engine(tmp_path)
+    _book(engine)
+    clock.set(60)
+    engine.step(reports(60, *[1900] * 5))
+    seq = engine.ledger.seq
+    for kw in ({"max_count": 0}, {"max_notional": -1}):
+        with pytest.raises(InvalidArgument):
+            engine.liquidate_batch(KEEPER, "b1", **kw)
+    with pytest.raises(InvalidArgument, match="keeper"):
+        engine.liquidate_batch(AccountId("t/nobody"), "b1")
+    clock.set(60 + 3601)
+    with pytest.raises(Refused, match="stale-price"):
+        engine.liquidate_batch(KEEPER, "b1")
+    assert engine.ledger.seq == seq
+
+
+def test_per_block_notional_limit_spreads_a_crash_over_blocks(tmp_path: Path) -> None:
+    fee = FixedFee(penalty_rate=10_000_000)
+    limits = Limits(block_s=12, max_notional_per_block=12_000 * USD)
+    engine, clock = make_engine(tmp_path, mechanism=fee, limits=limits)
+    _book(engine)
+    clock.set(60)
+    step = engine.step(reports(60, *[1900] * 5), keeper=KEEPER)
+    # block 5 (60 // 12): 9,500 of u3, then 2,499.9991 of u2 (a truncated 2,500); u1 is
+    # throttled
+    assert [liq.plan.notional for liq in step.liquidations] == [9_500 * USD, 2_499_999_100]
+    assert step.refused == ((USERS[1], "liquidation/throttled"),)
+    clock.set(72)  # the next block
+    step = engine.step(reports(72, *[1900] * 5), keeper=KEEPER)
+    assert sum(liq.plan.notional for liq in step.liquidations) <= 12_000 * USD
+    assert step.liquidations
+
+
+def test_capacity_per_window_is_sized_from_liquidity(tmp_path: Path) -> None:
+    fee = FixedFee(penalty_rate=10_000_000)
+    limits = Limits(window_s=60, capacity_share=100_000_000)  # 10% of depth per minute
+    engine, clock = make_engine(tmp_path, mechanism=fee, limits=limits)
+    _book(engine)
+    clock.set(60)
+    with pytest.raises(InvalidArgument, match="no liquidity figure"):
+        engine.step(reports(60, *[1900] * 5), keeper=KEEPER)
+    engine.liquidity["ETH"] = 100_000 * USD  # capacity 10,000 per minute
+    step = engine.step(reports(60, *[1900] * 5), keeper=KEEPER)
+    # 9,500 of u3, then trunc(5 ETH * 500/9500) = 0.263157 ETH of u2: 499.9983
+    assert [liq.plan.notional for liq in step.liquidations] == [9_500 * USD, 499_998_300]
+    clock.set(119)  # same window
+    step = engine.step(reports(119, *[1900] * 5), keeper=KEEPER)
+    assert step.liquidations == ()
+    clock.set(121)  # the first liquidations left the window
+    step = engine.step(reports(121, *[1900] * 5), keeper=KEEPER)
+    assert 9_999 * USD < sum(liq.plan.notional for liq in step.liquidations) <= 10_000 * USD
+
+
+def test_registry_names_what_it_knows() -> None:
+    assert isinstance(mechanism("fixed-fee", penalty_rate=1), FixedFee)
+    with pytest.raises(InvalidArgument, match=r"mechanism='dutch' is unknown; known: \["):
+        mechanism("dutch")
+    with pytest.raises(InvalidArgument, match=r"has no parameter \['chop'\]"):
+        mechanism("fixed-fee", chop=1)
+    with pytest.raises(InvalidArgument, match="penalty_rate"):
+        mechanism("fixed-fee", penalty_rate=-1)
+
+
+def test_bad_sizing_and_limits_are_refused() -> None:
+    with pytest.raises(InvalidArgument, match="sizing"):
+        FixedFee(sizing="half")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="target"):
+        TargetHealth(Fraction(1, 2))
+    with pytest.raises(InvalidArgument, match="capacity_share"):
+        Limits(capacity_share=-1)
+    with pytest.raises(InvalidArgument, match="block_s"):
+        Limits(block_s=0)
+
+
+def test_unused_system_account_ids_are_namespaced() -> None:
+    assert SYS.backstop_pool == "t/backstop-pool"
