@@ -177,9 +177,10 @@ def test_the_backstop_pool_covers_after_the_insurance_fund(tmp_path: Path) -> No
     led.check_invariants()
 
 
-def test_fixed_fee_refuses_an_unfunded_waterfall_stage() -> None:
-    with pytest.raises(InvalidArgument, match=r"waterfall stages \['adl'\] are not funded"):
-        FixedFee(waterfall=Waterfall(("insurance_fund", "adl")))
+def test_fixed_fee_refuses_a_funded_stage_after_a_terminal_one() -> None:
+    FixedFee(waterfall=Waterfall(("insurance_fund", "adl")))
+    with pytest.raises(InvalidArgument, match=r"stages \['insurance_fund'\] come after a terminal"):
+        FixedFee(waterfall=Waterfall(("socialised", "insurance_fund")))
 
 
 def test_a_single_lying_source_triggers_nothing(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from liqeng.liquidation.penalty import AdaptivePenalty, HealthTiers, VolatilityS
 from liqeng.liquidation.portion import CloseFactor, TargetHealth
 from liqeng.liquidation.registry import mechanism
 from liqeng.liquidation.sizing import AAVE_V3_CLOSE_FACTOR, DustRule
+from liqeng.liquidation.waterfall import Waterfall
 
 ETH = 10**6
 GWEI = 10**9
@@ -360,3 +361,34 @@ def test_bad_sizing_and_limits_are_refused() -> None:
 
 def test_unused_system_account_ids_are_namespaced() -> None:
     assert SYS.backstop_pool == "t/backstop-pool"
+
+
+def test_adl_covers_what_the_funded_stages_cannot(tmp_path: Path) -> None:
+    fee = FixedFee(waterfall=Waterfall(("insurance_fund", "adl")))
+    engine, clock = make_engine(tmp_path, fund_usd=100, mechanism=fee)
+    step = crash_to(engine, clock, 1700)
+    (liq,) = step.liquidations
+    # equity 1000 + 5 * (1700 - 2000) = -500; the fund pays 100, ADL the other 400: Bob's
+    # short (profit 5 * 300 = 1500) is closed against Alice's long at the bankruptcy price
+    # of the slice, 1700 + 400 / 5 = 1780, so Bob gives up 400 of his profit
+    assert (liq.plan.bad_debt_covered, liq.plan.bad_debt_deleveraged) == (100 * USD, 400 * USD)
+    assert liq.plan.bad_debt_uncovered == 0
+    led = engine.ledger
+    assert led.positions_of(BOB) == {} and led.positions_of(KEEPER) == {}
+    assert led.balance_units(SYS.bad_debt, USDC.id) == 0
+    assert led.balance_units(BOB, USDC.id) == 10**7 * USD + 1_100 * USD  # 1500 - 400
+    led.check_invariants()
+
+
+def test_socialised_loss_is_shared_by_holders(tmp_path: Path) -> None:
+    fee = FixedFee(waterfall=Waterfall(("insurance_fund", "socialised")))
+    engine, clock = make_engine(tmp_path, fund_usd=100, mechanism=fee)
+    bob_before = engine.ledger.balance_units(BOB, USDC.id)
+    step = crash_to(engine, clock, 1700)
+    (liq,) = step.liquidations
+    # 500 of bad debt: the fund's 100, then 400 haircut from the one other holder, Bob
+    assert (liq.plan.bad_debt_covered, liq.plan.bad_debt_socialised) == (100 * USD, 400 * USD)
+    led = engine.ledger
+    assert led.balance_units(SYS.bad_debt, USDC.id) == 0
+    assert led.balance_units(BOB, USDC.id) == bob_before - 400 * USD
+    led.check_invariants()

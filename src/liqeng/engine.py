@@ -608,7 +608,38 @@ class Engine:
             realised_vol=max((self.realised_vol(m) for m in markets), default=0.0),
             implied_vol=max((self.implied_vol(m, market) for m in markets), default=0.0),
             max_notional=max_notional,
+            holders=lambda: self._holders(account, keeper),
+            counterparties=lambda iid: self._counterparties(iid, account, keeper),
         )
+
+    def _holders(self, account: AccountId, keeper: AccountId) -> dict[AccountId, int]:
+        """User accounts other than ``account`` and ``keeper`` with a positive quote
+        balance: who a socialised loss is shared over."""
+        q = self.quote.id
+        return {
+            a: b
+            for a, kind in sorted(self.ledger.accounts.items())
+            if kind is AccountKind.USER
+            and a not in (account, keeper)
+            and (b := self.ledger.balance_units(a, q)) > 0
+        }
+
+    def _counterparties(
+        self, iid: InstrumentId, account: AccountId, keeper: AccountId
+    ) -> list[tuple[AccountId, Position, int]]:
+        """``(account, position, equity)`` of the user accounts other than ``account`` and
+        ``keeper`` holding ``iid``: who ADL may close against."""
+        out = []
+        for a, positions in sorted(self.ledger.positions_by_account().items()):
+            pos = positions.get(iid)
+            if (
+                pos is not None
+                and pos.size
+                and a not in (account, keeper)
+                and self.ledger.accounts[a] is AccountKind.USER
+            ):
+                out.append((a, pos, self.risk(a).equity))
+        return out
 
     def holds(self, account: AccountId) -> str | None:
         """Why ``account`` is held (``held``, or the mechanism's ``holds(account)``, e.g. a

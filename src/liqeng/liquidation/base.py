@@ -6,7 +6,7 @@ engine hands to the ledger, plus the figures it implies, for events and reports.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -58,7 +58,11 @@ class LiquidationContext:
     (wei per gas) and the gas token's price (``quote_per_gas``, quote base units per whole
     token) price keeper rewards; ``realised_vol`` and ``implied_vol`` (annualised, the
     highest over the account's markets) scale adaptive penalties; ``max_notional`` is the
-    most the engine's throughput limits let this liquidation close (``None``: no limit)."""
+    most the engine's throughput limits let this liquidation close (``None``: no limit).
+    For the terminal loss stages the engine offers, computed only when called,
+    ``holders()`` (user accounts other than this one and the keeper, by positive quote
+    balance) and ``counterparties(instrument)`` (``(account, position, equity)`` of the
+    other users holding it)."""
 
     tx_id: TxId
     account: AccountId
@@ -79,6 +83,10 @@ class LiquidationContext:
     realised_vol: float = 0.0
     implied_vol: float = 0.0
     max_notional: int | None = None
+    holders: Callable[[], Mapping[AccountId, int]] | None = None
+    counterparties: Callable[[InstrumentId], Sequence[tuple[AccountId, Position, int]]] | None = (
+        None
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +95,9 @@ class LiquidationPlan:
 
     ``seized`` is what the account lost in the liquidation (realised losses, premium paid
     to buy back options and the penalty); ``penalty = keeper_reward + insurance_fee +
-    protocol_fee``; ``bad_debt = covered + uncovered``.
+    protocol_fee``; ``bad_debt = covered + socialised + deleveraged + uncovered``: the
+    funded stages' cover, the holders' haircut, the ADL haircut, and what is left booked
+    against the bad-debt account.
     """
 
     transaction: Transaction
@@ -99,6 +109,8 @@ class LiquidationPlan:
     protocol_fee: int
     bad_debt_covered: int
     bad_debt_uncovered: int
+    bad_debt_socialised: int = 0
+    bad_debt_deleveraged: int = 0
 
     @staticmethod
     def from_transaction(tx: Transaction) -> LiquidationPlan:
@@ -107,6 +119,7 @@ class LiquidationPlan:
         return LiquidationPlan(
             tx,
             *(int(m[k]) for k in _FIGURES),
+            *(int(m.get(k, 0)) for k in _TERMINAL_FIGURES),
         )
 
 
@@ -120,6 +133,7 @@ _FIGURES = (
     "bad_debt_covered",
     "bad_debt_uncovered",
 )
+_TERMINAL_FIGURES = ("bad_debt_socialised", "bad_debt_deleveraged")
 
 
 class Mechanism(Protocol):

@@ -33,15 +33,17 @@ with a tip or gas term needs a dust rule whose penalty covers it (``keeper.check
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 from liqeng.errors import InvalidArgument, Refused
 from liqeng.ids import InstrumentId
-from liqeng.ledger.model import PositionChange, Posting, Transaction
+from liqeng.ledger.model import Position, PositionChange, Posting, Transaction
 from liqeng.liquidation.base import LiquidationContext, LiquidationPlan
 from liqeng.liquidation.keeper import KeeperReward, check_config
 from liqeng.liquidation.legs import uniform_slice
+from liqeng.liquidation.loss import RANKINGS, deleverage, socialised_loss
 from liqeng.liquidation.penalty import AdaptivePenalty
 from liqeng.liquidation.portion import CloseAll, Sizing, close_fraction
 from liqeng.liquidation.settle import FUNDED, check_terms, settle
@@ -75,6 +77,7 @@ class FixedFee:
     keeper_reward: KeeperReward | None = None
     max_gas_price: int = 0
     max_quote_per_gas: int = 0
+    adl_ranking: str = "hyperliquid"
 
     def __post_init__(self) -> None:
         check_terms(
@@ -91,6 +94,8 @@ class FixedFee:
         close_fraction(self.sizing, _PROBE, 1, 0)  # refuses what is not a Sizing
         check_int("max_gas_price", self.max_gas_price, 0)
         check_int("max_quote_per_gas", self.max_quote_per_gas, 0)
+        if self.adl_ranking not in RANKINGS:
+            raise InvalidArgument(f"adl_ranking={self.adl_ranking!r} is not one of {RANKINGS}")
         reward = self.keeper_reward
         if reward is not None and (reward.tip or reward.gas_units):
             if self.dust is None:
@@ -190,46 +195,21 @@ class FixedFee:
             if f == 1
             else uniform_slice(ctx.positions, f)
         )
-        for iid, size in closed.items():
-            pos = ctx.positions[iid]
-            inst = ctx.instruments[iid]
-            index = ctx.market.index_prices[inst.underlying]
-            sd = inst.size_decimals
-            notional += _notional(ctx, iid, size)
-            now, settlement = ctx.market.now_ts, ctx.market.settlements.get(iid)
-            exact = exact_mark(inst, index, now, settlement)
-            premium = isinstance(inst, EuropeanOption)
-            if exact is not None:  # futures-style, or a settled option: an exact int
-                price = exact
-            else:
-                vol = ctx.market.vol(inst.underlying)
-                mark = Fraction(mark_price(inst, index, now, vol))
-                price = math.ceil(mark) if size < 0 else math.floor(mark)
-            buyer, seller = (ctx.keeper, ctx.account) if size > 0 else (ctx.account, ctx.keeper)
-            f_ = fill(
-                buyer=buyer,
-                seller=seller,
-                instrument=iid,
-                size=abs(size),
-                price=price,
-                size_decimals=sd,
-                premium=premium,
-                quote=q,
-                buyer_position=ctx.keeper_positions.get(iid) if buyer == ctx.keeper else pos,
-                seller_position=ctx.keeper_positions.get(iid) if seller == ctx.keeper else pos,
-                settlement=ctx.system.settlement,
-            )
-            postings += f_.postings
-            changes += f_.position_changes
-        c1 = ctx.cash
-        for p in postings:
-            if p.account == ctx.account and p.amount.asset.id == q.id:
-                c1 += p.amount.units
+        notional = sum(_notional(ctx, iid, size) for iid, size in closed.items())
+        fills = [_to_keeper(ctx, iid, size, ctx.positions[iid]) for iid, size in closed.items()]
+        c1 = _cash_after(ctx, postings, fills)
         penalty = mul_div_up(notional, rate, RATE_SCALE)
         fee = min(penalty, max(c1, 0))
         c2 = c1 - fee
         if f < 1 and c2 < 0:
             return None
+        deleveraged = 0
+        if c2 < 0 and "adl" in self.waterfall.stages:
+            fills, deleveraged = self._deleverage(ctx, closed, fills, self._adl_loss(ctx, -c2))
+            c2 += deleveraged  # the account was bankrupt: fee 0, and ADL paid this much in
+        for fl in fills:
+            postings += fl[0]
+            changes += fl[1]
         reward = None
         if self.keeper_reward is not None:
             reward = self.keeper_reward.reward(
@@ -247,6 +227,11 @@ class FixedFee:
             reward=reward,
         )
         postings += st.postings
+        uncovered, socialised = st.uncovered, 0
+        if uncovered and "socialised" in self.waterfall.stages and ctx.holders is not None:
+            sl = socialised_loss(uncovered, ctx.holders(), ctx.system.bad_debt, q)
+            postings += sl.postings
+            uncovered, socialised = sl.uncovered, sl.covered
         seized = max(ctx.cash + sold - max(c2, 0), 0)  # cash, and collateral at its sale value
         memo = {
             "account": ctx.account,
@@ -263,8 +248,11 @@ class FixedFee:
             "insurance_fee": str(st.insurance_fee),
             "protocol_fee": str(st.protocol_fee),
             "bad_debt_covered": str(st.covered),
-            "bad_debt_uncovered": str(st.uncovered),
+            "bad_debt_uncovered": str(uncovered),
         }
+        if socialised or deleveraged:
+            memo["bad_debt_socialised"] = str(socialised)
+            memo["bad_debt_deleveraged"] = str(deleveraged)
         tx = Transaction(ctx.tx_id, "liquidation", tuple(postings), tuple(changes), memo)
         return LiquidationPlan(
             tx,
@@ -275,8 +263,111 @@ class FixedFee:
             st.insurance_fee,
             st.protocol_fee,
             st.covered,
-            st.uncovered,
+            uncovered,
+            socialised,
+            deleveraged,
         )
+
+    def _adl_loss(self, ctx: LiquidationContext, bad: int) -> int:
+        """The part of ``bad`` the stages before ``adl`` leave to it: funded balances,
+        then the holders' balances if ``socialised`` comes first."""
+        left = bad
+        for stage in self.waterfall.stages:
+            if stage == "adl":
+                break
+            if stage == "insurance_fund":
+                left -= min(left, max(ctx.insurance_fund_balance, 0))
+            elif stage == "backstop_pool":
+                left -= min(left, max(ctx.backstop_pool_balance, 0))
+            elif stage == "socialised" and ctx.holders is not None:
+                left -= min(left, sum(max(b, 0) for b in ctx.holders().values()))
+        return left
+
+    def _deleverage(
+        self,
+        ctx: LiquidationContext,
+        closed: Mapping[InstrumentId, int],
+        fills: list[_Fill],
+        loss: int,
+    ) -> tuple[list[_Fill], int]:
+        """Cover ``loss`` by ADL (``loss.deleverage``): each perpetual or future, in id
+        order, is closed first against ranked profitable opposite positions at their
+        bankruptcy prices, the rest to the keeper at mark."""
+        if loss == 0 or ctx.counterparties is None:
+            return fills, 0
+        out: list[_Fill] = []
+        covered = 0
+        for (iid, size), fl in zip(closed.items(), fills, strict=True):
+            inst = ctx.instruments[iid]
+            if loss == 0 or isinstance(inst, EuropeanOption):
+                out.append(fl)
+                continue
+            pos = ctx.positions[iid]
+            d = deleverage(
+                loss,
+                inst,
+                (ctx.account, pos),
+                ctx.counterparties(iid),
+                _price(ctx, iid, size),
+                inst.size_decimals,
+                ctx.system.settlement,
+                ctx.quote,
+                self.adl_ranking,
+            )
+            out.append((d.postings, d.position_changes))
+            if d.remaining is not None and d.remaining.size:
+                out.append(_to_keeper(ctx, iid, d.remaining.size, d.remaining))
+            covered += d.covered
+            loss = d.uncovered
+        return out, covered
+
+
+_Fill = tuple[tuple[Posting, ...], tuple[PositionChange, ...]]
+
+
+def _price(ctx: LiquidationContext, iid: InstrumentId, size: int) -> int:
+    """The mark a close of ``size`` of ``iid`` fills at: exact for futures-style
+    instruments and settled options; an option's Black-76 mark rounded against the account
+    (up when it buys back a short, down when it sells a long)."""
+    inst = ctx.instruments[iid]
+    index = ctx.market.index_prices[inst.underlying]
+    now, settlement = ctx.market.now_ts, ctx.market.settlements.get(iid)
+    exact = exact_mark(inst, index, now, settlement)
+    if exact is not None:
+        return exact
+    mark = Fraction(mark_price(inst, index, now, ctx.market.vol(inst.underlying)))
+    return math.ceil(mark) if size < 0 else math.floor(mark)
+
+
+def _to_keeper(ctx: LiquidationContext, iid: InstrumentId, size: int, held: Position) -> _Fill:
+    """The account (holding ``held``) closes ``size`` of ``iid`` to the keeper at mark."""
+    inst = ctx.instruments[iid]
+    buyer, seller = (ctx.keeper, ctx.account) if size > 0 else (ctx.account, ctx.keeper)
+    kept = ctx.keeper_positions.get(iid)
+    f = fill(
+        buyer=buyer,
+        seller=seller,
+        instrument=iid,
+        size=abs(size),
+        price=_price(ctx, iid, size),
+        size_decimals=inst.size_decimals,
+        premium=isinstance(inst, EuropeanOption),
+        quote=ctx.quote,
+        buyer_position=kept if buyer == ctx.keeper else held,
+        seller_position=kept if seller == ctx.keeper else held,
+        settlement=ctx.system.settlement,
+    )
+    return tuple(f.postings), tuple(f.position_changes)
+
+
+def _cash_after(ctx: LiquidationContext, postings: list[Posting], fills: list[_Fill]) -> int:
+    """The account's quote cash after ``postings`` and ``fills``."""
+    c = ctx.cash
+    q = ctx.quote.id
+    for p in (*postings, *(p for fl in fills for p in fl[0])):
+        if p.account == ctx.account and p.amount.asset.id == q:
+            c += p.amount.units
+    return c
 
 
 _PROBE = AccountRisk(0, 1)

@@ -15,12 +15,14 @@ from liqeng.errors import InvalidArgument
 from liqeng.liquidation.base import Mechanism
 from liqeng.liquidation.dutch_auction import DutchAuction
 from liqeng.liquidation.fixed_fee import FixedFee
+from liqeng.liquidation.pool import BackstopPool
 
 __all__ = ["MECHANISMS", "mechanism"]
 
 MECHANISMS: Final[dict[str, Callable[..., Mechanism]]] = {
     "fixed-fee": FixedFee,
     "dutch-auction": DutchAuction,
+    "backstop-pool": BackstopPool,
 }
 
 

@@ -5,9 +5,10 @@ With ``fee`` taken from the account and ``bad`` the shortfall left after it:
 
 * ``keeper_reward = floor(fee·keeper_share)``, ``protocol_fee = floor(fee·protocol_share)``
   to the fee sink, ``insurance_fee`` = the rest, to the insurance fund;
-* ``bad`` goes down the ``waterfall`` over the funded stages (``FUNDED``): the insurance
-  fund up to its balance plus this ``insurance_fee``, then the backstop pool up to its
-  balance; what remains is booked against the bad-debt account (``uncovered``).
+* ``bad`` goes down the ``waterfall``'s funded stages (``FUNDED``): the insurance fund up
+  to its balance plus this ``insurance_fee``, then the backstop pool up to its balance;
+  what remains is booked against the bad-debt account (``uncovered``), for the terminal
+  stages (``TERMINAL``, ``liquidation.loss``) to repay where the mechanism runs them.
 """
 
 from __future__ import annotations
@@ -22,28 +23,39 @@ from liqeng.liquidation.base import LiquidationContext
 from liqeng.liquidation.waterfall import Waterfall
 from liqeng.units import AMOUNT_MAX, RATE_SCALE, Amount, check_int, mul_div_down
 
-__all__ = ["FUNDED", "Settlement", "check_terms", "settle"]
+__all__ = ["FUNDED", "TERMINAL", "Settlement", "check_terms", "funded", "settle"]
 
 FUNDED: Final = ("insurance_fund", "backstop_pool")
 """The waterfall stages a mechanism can pay from: funded system accounts."""
+
+TERMINAL: Final = ("socialised", "adl")
+"""The stages after the funded ones: a haircut of holders, auto-deleveraging."""
 
 
 def check_terms(
     penalty_rate: int, keeper_share: int, protocol_share: int, waterfall: object, who: str
 ) -> None:
     """Rates in ``0..RATE_SCALE``, ``keeper_share + protocol_share <= RATE_SCALE``, and a
-    ``Waterfall`` over funded stages only (``who`` names the mechanism in the error)."""
+    ``Waterfall`` whose funded stages come before its terminal ones (``TERMINAL``: the
+    ``socialised`` haircut and ``adl``); ``who`` names the mechanism in the error."""
     check_int("penalty_rate", penalty_rate, 0, RATE_SCALE)
     check_int("keeper_share", keeper_share, 0, RATE_SCALE)
     check_int("protocol_share", protocol_share, 0, RATE_SCALE - keeper_share)
     if not isinstance(waterfall, Waterfall):
         raise InvalidArgument(f"waterfall={waterfall!r} must be a Waterfall")
-    unfunded = [s for s in waterfall.stages if s not in FUNDED]
-    if unfunded:
+    stages = waterfall.stages
+    first_terminal = next((i for i, s in enumerate(stages) if s in TERMINAL), len(stages))
+    late = [s for s in stages[first_terminal:] if s in FUNDED]
+    if late:
         raise InvalidArgument(
-            f"waterfall stages {unfunded} are not funded accounts; the {who} covers "
-            f"bad debt from {sorted(FUNDED)} and books the rest as uncovered"
+            f"waterfall stages {late} come after a terminal stage in {stages}; the {who} "
+            f"pays from {sorted(FUNDED)} first, then {list(TERMINAL)}"
         )
+
+
+def funded(waterfall: Waterfall) -> tuple[str, ...]:
+    """The funded stages of ``waterfall``, in order."""
+    return tuple(s for s in waterfall.stages if s in FUNDED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +96,15 @@ def settle(
         "insurance_fund": ctx.insurance_fund_balance + insurance_fee,
         "backstop_pool": ctx.backstop_pool_balance,
     }
-    capacities = {s: funds[s] for s in waterfall.stages}
+    stages = funded(waterfall)
+    capacities = {s: funds[s] for s in stages}
     if bad == 0 and all(type(c) is int and 0 <= c <= AMOUNT_MAX for c in capacities.values()):
         from_fund = from_pool = uncovered = 0  # what the waterfall gives for no loss
+    elif not stages:
+        from_fund = from_pool = 0
+        uncovered = check_int("bad", bad, 0)
     else:
-        cover = waterfall.apply(bad, capacities)
+        cover = Waterfall(stages).apply(bad, capacities)
         from_fund = cover.paid_by("insurance_fund")
         from_pool = cover.paid_by("backstop_pool")
         uncovered = cover.uncovered
