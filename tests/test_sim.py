@@ -208,3 +208,45 @@ def test_a_misspelt_key_is_refused_not_ignored(tmp_path: Path) -> None:
     )
     with pytest.raises(InvalidArgument, match=r"\[oracle\]: unknown key\(s\) \['max_devation'\]"):
         load_scenario(typo)
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "extra"),
+    [
+        ("dutch-auction", ()),
+        (
+            "backstop-pool",
+            (("market_maker_capital = ", "backstop_pool = 2000000\nmarket_maker_capital = "),),
+        ),
+        (
+            "fixed-fee",
+            (("protocol_share", 'sizing = "target-health"\ntarget_health = 1.25\nprotocol_share'),),
+        ),
+        ("fixed-fee", (("protocol_share", 'sizing = "close-factor"\nprotocol_share'),)),
+    ],
+)
+def test_every_mechanism_runs_in_the_simulator(
+    tmp_path: Path, mechanism: str, extra: tuple[tuple[str, str], ...]
+) -> None:
+    small = ("count = 300", "count = 60")
+    path = edited_quickstart(
+        tmp_path,
+        "m.toml",
+        small,
+        ('mechanism = "fixed-fee"', f'mechanism = "{mechanism}"'),
+        *extra,
+    )
+    summary = run(load_scenario(path), tmp_path / "m.sqlite")  # checks the ledger invariants
+    assert summary.liquidations > 0
+    assert summary.penalties > 0
+
+
+def test_unknown_mechanism_and_sizing_are_refused(tmp_path: Path) -> None:
+    bad = edited_quickstart(tmp_path, "b.toml", ('mechanism = "fixed-fee"', 'mechanism = "dutch"'))
+    with pytest.raises(InvalidArgument, match=r"mechanism='dutch'; available: backstop-pool, "):
+        load_scenario(bad)
+    bad = edited_quickstart(
+        tmp_path, "s.toml", ("protocol_share", 'sizing = "some"\nprotocol_share')
+    )
+    with pytest.raises(InvalidArgument, match=r"sizing='some'; available: all, close-factor"):
+        load_scenario(bad)

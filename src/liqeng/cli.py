@@ -58,7 +58,7 @@ def _summary_table(s: RunSummary) -> Table:
         ("  to insurance fund", _money(s.insurance_fees, d)),
         ("  to fee sink", _money(s.protocol_fees, d)),
         ("bad debt", _money(s.bad_debt_covered + s.bad_debt_uncovered, d)),
-        ("  covered by insurance fund", _money(s.bad_debt_covered, d)),
+        ("  covered by insurance fund, pool", _money(s.bad_debt_covered, d)),
         ("  uncovered", _money(s.bad_debt_uncovered, d)),
         ("insurance fund before", _money(s.insurance_fund_before, d)),
         ("insurance fund after", _money(s.insurance_fund_after, d)),

@@ -186,8 +186,6 @@ class Engine:
             raise InvalidArgument(f"self_liquidation={self_liquidation!r} must be SelfLiquidation")
         self.self_liquidation = self_liquidation
         self._eligible_since: dict[AccountId, int] = {}
-        # mechanism commits waiting for the enclosing step or batch to be durable
-        self._pending: list[Callable[[], None]] | None = None
         self._self_close = FixedFee(0, 0, 0, name="self-liquidation")
         self.quote_per_gas = 0
         self.vol_window = vol_window
@@ -388,7 +386,7 @@ class Engine:
         done: list[Liquidation] = []
         refused: list[tuple[AccountId, str]] = []
         throttled = None if self.throttle is None else self.throttle.snapshot()
-        self._pending = []
+        mark = self._mark()
         try:
             with self.ledger.batch():
                 self._step_market = self.market()
@@ -405,12 +403,10 @@ class Engine:
         except BaseException:
             if self.throttle is not None and throttled is not None:
                 self.throttle.restore(throttled)
+            self._rollback(mark)
             raise
         finally:
             self._step_market = None
-            pending, self._pending = self._pending, None
-        for commit in pending:
-            commit()
         return BatchReport(tuple(done), tuple(refused), left)
 
     def _work(
@@ -440,8 +436,13 @@ class Engine:
                 markets = {self._instrument(i).underlying for i in positions}
                 args = (account, keeper, txid_of(account), positions, risk, markets, budget)
                 if savepoints:
-                    with self.ledger.batch():
-                        liq = self._execute(*args)
+                    item = self._mark()
+                    try:
+                        with self.ledger.batch():
+                            liq = self._execute(*args)
+                    except BaseException:
+                        self._rollback(item)
+                        raise
                 else:
                     liq = self._execute(*args)
             except Refused as exc:
@@ -451,6 +452,17 @@ class Engine:
             if budget is not None:
                 budget = max(budget - liq.plan.notional, 0)
         return budget
+
+    def _mark(self) -> object:
+        """The mechanism's own state now, if it keeps any (``mark()``), to roll back to
+        when the enclosing ledger batch rolls back."""
+        mark = getattr(self.mechanism, "mark", None)
+        return None if mark is None else mark()
+
+    def _rollback(self, mark: object) -> None:
+        rollback = getattr(self.mechanism, "rollback", None)
+        if rollback is not None and mark is not None:
+            rollback(mark)
 
     def _check_fresh(self, now: int) -> None:
         if self.prices_ts is None or now - self.prices_ts > self.oracle.max_age_s:
@@ -561,10 +573,7 @@ class Engine:
         if receipt.created:
             commit = getattr(mech, "commit", None)
             if commit is not None:
-                if self._pending is None:
-                    commit(plan)
-                else:  # inside a step or batch: once it is durable
-                    self._pending.append(lambda: commit(plan))
+                commit(plan)
             if throttle is not None:
                 throttle.record(now, by_market, plan.notional, plan.bad_debt_covered)
         return Liquidation(account, receipt.seq, receipt.created, plan)
@@ -695,7 +704,7 @@ class Engine:
         self.index_prices, self.prices_ts, self.bands = prices, now, bands
         self.settlements = dict(self.settlements)
         self._record_history(now, prices)
-        self._pending = []
+        mark = self._mark()
         try:
             with self.ledger.batch():
                 self.ledger.record(
@@ -722,12 +731,10 @@ class Engine:
             if self.throttle is not None and throttled is not None:
                 self.throttle.restore(throttled)
             self.oracle.restore(saved_feed)
+            self._rollback(mark)
             raise
         finally:
             self._step_market = None
-            pending, self._pending = self._pending, None
-        for commit in pending:
-            commit()
         return StepReport(
             now,
             prices,

@@ -139,7 +139,9 @@ _TERMINAL_FIGURES = ("bad_debt_socialised", "bad_debt_deleveraged")
 class Mechanism(Protocol):
     """``plan`` reads a context and returns the plan; it moves nothing. A mechanism that
     keeps state of its own (a pool's deposits) also has ``commit(plan)``, which the engine
-    calls once the plan's transaction is committed (never for a retried one). One that
+    calls once the plan's transaction is applied (never for a retried one), and ``mark()``
+    / ``rollback(mark)``, which the engine uses to undo commits whose enclosing ledger
+    batch rolled back. One that
     takes an account over for a while (an auction) has ``holds(account) -> str | None``:
     the engine does not liquidate a held account again."""
 

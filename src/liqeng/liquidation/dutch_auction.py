@@ -208,6 +208,15 @@ class DutchAuction:
             raise InvalidArgument(f"plan of tx {tx.id!r} (kind={tx.kind!r}) is not a kick")
         return self.house.commit(Step("kick", Auction.from_memo(memo["auction"]), -1, plan))
 
+    def mark(self) -> dict[str, Auction]:
+        """A point to ``rollback`` to: the auction records now (they are frozen)."""
+        return dict(self.house.auctions)
+
+    def rollback(self, mark: dict[str, Auction]) -> None:
+        """Forget every step committed since ``mark`` (its ledger batch rolled back)."""
+        self.house.auctions.clear()
+        self.house.auctions.update(mark)
+
     def holds(self, account: AccountId) -> str | None:
         """``"auction <id> running"`` while ``account``'s auction is live, else ``None``."""
         a = self.house.active_for(account)

@@ -10,21 +10,29 @@ against the market maker at the first index price. Then each tick is one
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from fractions import Fraction
 from pathlib import Path
 
 from liqeng.clock import SimClock
 from liqeng.engine import Engine, StepReport
-from liqeng.errors import InvalidArgument
+from liqeng.errors import InvalidArgument, Refused
 from liqeng.ids import AccountId, InstrumentId, asset_id, instrument_id
 from liqeng.ledger.core import Ledger
 from liqeng.ledger.model import AccountKind, AccountSpec, Position, Posting, Transaction
 from liqeng.ledger.sqlite import SqliteStorage, is_liqeng_db
-from liqeng.liquidation.base import LiquidationPlan, SystemAccounts
+from liqeng.liquidation.base import LiquidationPlan, Mechanism, SystemAccounts
+from liqeng.liquidation.dutch_auction import KICK, DutchAuction
 from liqeng.liquidation.fixed_fee import FixedFee
+from liqeng.liquidation.keeper import KeeperReward
+from liqeng.liquidation.pool import BackstopPool
+from liqeng.liquidation.portion import CloseAll, CloseFactor, Sizing, TargetHealth
+from liqeng.liquidation.registry import mechanism
+from liqeng.liquidation.sizing import AAVE_V3_CLOSE_FACTOR
 from liqeng.market.instruments import EuropeanOption, Instrument, Perpetual
 from liqeng.market.marks import mark_price
 from liqeng.market.trading import fill
@@ -131,14 +139,19 @@ def run(
     for n, (ts, reports) in enumerate(w.path[1:], start=2):
         w.clock.set(ts)
         step = w.engine.step(reports, keeper=w.keeper)
-        if step.liquidations:
+        done = [liq.plan for liq in step.liquidations if liq.plan.transaction.kind != KICK]
+        if isinstance(w.engine.mechanism, DutchAuction):
+            taken, not_taken = _take_auctions(w.engine, w.engine.mechanism, w.keeper, ts)
+            done += taken
+            refused += not_taken
+        if done:
             with ledger.batch():
                 _unwind(w.engine, w.keeper, w.market_maker, ts)
         rejected += len(step.rejected_reports)
         refused += len(step.refused)
         health.update(out.health for out in step.feed.values())
         prices.append(step.index_prices.get(sc.underlying, prices[-1]))
-        plans += [liq.plan for liq in step.liquidations]
+        plans += done
         if on_tick is not None:
             on_tick(n, len(w.path), step)
     ledger.check_invariants()
@@ -178,6 +191,46 @@ def run(
     return summary
 
 
+def _mechanism(sc: Scenario) -> Mechanism:
+    """The scenario's ``[liquidation]`` mechanism, with its rates."""
+    shares = {"keeper_share": sc.keeper_share, "protocol_share": sc.protocol_share}
+    if sc.mechanism == "fixed-fee":
+        sizing: Sizing = CloseAll()
+        if sc.sizing == "close-factor":
+            sizing = CloseFactor(AAVE_V3_CLOSE_FACTOR)
+        elif sc.sizing == "target-health":
+            sizing = TargetHealth(Fraction(sc.target_health).limit_denominator(10**6))
+        return FixedFee(sc.penalty_rate, sc.keeper_share, sc.protocol_share, sizing=sizing)
+    if sc.mechanism == "backstop-pool":
+        reward = KeeperReward(tip=0, share=sc.keeper_share)
+        return mechanism(sc.mechanism, penalty_rate=sc.penalty_rate, keeper_reward=reward)
+    return mechanism(sc.mechanism, penalty_rate=sc.penalty_rate, **shares)
+
+
+def _take_auctions(
+    engine: Engine, auctions: DutchAuction, keeper: AccountId, now: int
+) -> tuple[list[LiquidationPlan], int]:
+    """The built-in keeper's auction strategy: restart an auction that needs it, and take
+    all of a lot as soon as its price is at or below the mark (the concession is >= 0).
+    Returns the takes' plans and the number refused."""
+    plans: list[LiquidationPlan] = []
+    refused = 0
+    for aid in sorted(aid for aid, a in auctions.house.auctions.items() if not a.done):
+        tag = aid.replace("/", ":")
+        try:
+            quote = auctions.quote(engine, aid)
+            if quote.needs_reset:
+                auctions.redo(engine, aid, keeper, f"redo:{now}:{tag}")
+            elif quote.concession >= 0:
+                price = math.ceil(quote.price)
+                taken = auctions.take(engine, aid, keeper, 1, price, f"take:{now}:{tag}")
+                if taken.plan is not None:
+                    plans.append(taken.plan)
+        except Refused:
+            refused += 1
+    return plans, refused
+
+
 def _build(sc: Scenario, db_path: Path) -> _World:
     """The ledger, oracle and engine of ``sc``, its first price, instruments, accounts and
     their opening positions, all committed at the first tick."""
@@ -210,7 +263,7 @@ def _build(sc: Scenario, db_path: Path) -> _World:
         quote=quote,
         instruments={perp: Perpetual(perp, sc.underlying, quote, sc.perp_size_decimals)},
         margin=margin,
-        mechanism=FixedFee(sc.penalty_rate, sc.keeper_share, sc.protocol_share),
+        mechanism=_mechanism(sc),
         system=system,
         markets=_markets(sc),
     )
@@ -231,6 +284,19 @@ def _build(sc: Scenario, db_path: Path) -> _World:
     with ledger.batch():
         _setup(ledger, sc, quote, system, engine.instruments, holdings, mm, keeper)
         _open_positions(engine, holdings, perp, mm, first_ts)
+    if isinstance(engine.mechanism, BackstopPool) and sc.backstop_pool:
+        depositor = AccountId(f"{ns}/depositor")
+        ledger.open_account(AccountSpec(depositor))
+        units = sc.backstop_pool * 10**sc.quote_decimals
+        world = AccountId(f"{ns}/world")
+        ledger.apply(
+            Transaction(
+                f"deposit:{depositor}",
+                "deposit",
+                (Posting(world, quote.units(-units)), Posting(depositor, quote.units(units))),
+            )
+        )
+        engine.mechanism.deposit(engine, depositor, units, "pool-deposit:0")
     return _World(engine, storage, clock, path, first, holdings, mm, keeper)
 
 

@@ -14,12 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from liqeng.errors import InvalidArgument
+from liqeng.liquidation.registry import MECHANISMS
 from liqeng.sim.prices import source_name
 from liqeng.units import EXACT, RATE_SCALE
 
 __all__ = ["MARGIN_MODELS", "Scenario", "load_scenario", "rate"]
 
 MARGIN_MODELS = ("per-position", "lyra-like", "lyra-pmrm")
+SIZINGS = ("all", "close-factor", "target-health")
+"""``[liquidation] sizing``: close the whole account, Aave v3's close factor (50% above
+health 0.95), or just enough to restore ``target_health``."""
 """``[margin] model``: per-position rates, or a scenario-margin preset (liqeng.risk.portfolio)."""
 
 ORACLE_RATES = ("max_deviation", "max_move", "twap_guard_bound", "breaker_tolerance")
@@ -111,6 +115,8 @@ class Scenario:
     vol: float
     margin_model: str
     mechanism: str
+    sizing: str
+    target_health: float
     penalty_rate: int
     keeper_share: int
     protocol_share: int
@@ -129,6 +135,7 @@ class Scenario:
     insurance_fund: int
     keeper_capital: int
     market_maker_capital: int
+    backstop_pool: int
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -170,8 +177,16 @@ def load_scenario(path: str | Path) -> Scenario:
             f"{mg.where}: model={margin_model!r}; available: {', '.join(MARGIN_MODELS)}"
         )
     mechanism = lq.get("mechanism", str)
-    if mechanism != "fixed-fee":
-        raise InvalidArgument(f"{lq.where}: mechanism={mechanism!r}; available: 'fixed-fee'")
+    if mechanism not in MECHANISMS:
+        raise InvalidArgument(
+            f"{lq.where}: mechanism={mechanism!r}; available: {', '.join(sorted(MECHANISMS))}"
+        )
+    sizing = lq.get("sizing", str) if "sizing" in lq.data else "all"
+    if sizing not in SIZINGS:
+        raise InvalidArgument(f"{lq.where}: sizing={sizing!r}; available: {', '.join(SIZINGS)}")
+    target_health = lq.get("target_health", float, 1, 100) if "target_health" in lq.data else 1.2
+    if sizing != "all" and mechanism != "fixed-fee":
+        raise InvalidArgument(f"{lq.where}: sizing={sizing!r} applies to 'fixed-fee' only")
     for lo, hi in (
         ("collateral_min", "collateral_max"),
         ("leverage_min", "leverage_max"),
@@ -208,6 +223,8 @@ def load_scenario(path: str | Path) -> Scenario:
         vol=mg.get("vol", float, 0.01, 5.0),
         margin_model=margin_model,
         mechanism=mechanism,
+        sizing=sizing,
+        target_health=target_health,
         penalty_rate=rate(lq.get("penalty_rate", float, 0, 1), "penalty_rate"),
         keeper_share=rate(lq.get("keeper_share", float, 0, 1), "keeper_share"),
         protocol_share=rate(lq.get("protocol_share", float, 0, 1), "protocol_share"),
@@ -226,6 +243,7 @@ def load_scenario(path: str | Path) -> Scenario:
         insurance_fund=sy.get("insurance_fund", int, 0, 10**15),
         keeper_capital=sy.get("keeper_capital", int, 0, 10**15),
         market_maker_capital=sy.get("market_maker_capital", int, 0, 10**15),
+        backstop_pool=sy.get("backstop_pool", int, 0, 10**15) if "backstop_pool" in sy.data else 0,
     )
     for t in (sc, pr, orc, qt, ins, mg, lq, ac, sy):
         t.check_all_read()
