@@ -21,10 +21,21 @@ Refusal codes, in precedence order: ``ledger/reserved-kind``,
 ``ledger/overflow``, ``ledger/negative-balance``.
 Refusals from ``account-not-found`` on are state-dependent: the id is burned and a retry
 with the same id is refused with ``ledger/id-already-failed``.
+
+Garbage collection during a batch: the outermost ``batch()`` turns Python's cyclic garbage
+collector off and back on when the batch ends (committed, rolled back or failed), unless
+it was already off. A batch allocates many small objects that stay alive (the engine's
+step keeps every liquidation's plan until it returns); left on, the collector traverses
+the whole heap over and over as they pile up (a 10,000-liquidation step spent about a
+sixth of its time there: ``benchmarks/liquidation_bench.py``). Reference counting still
+frees everything as usual; only objects in reference cycles wait for the collector's next
+run after the batch. The switch is process-wide: a program whose other threads depend on
+the collector running during a batch should not run long batches.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -105,9 +116,13 @@ class Ledger:
         key, _NO_KEY, old value`` for another, flat (four entries a change: no tuple per
         change, nor the key tuple, kept alive until the batch ends), replayed backwards by
         ``_rollback``."""
-        self._pending: list[Event] = []
+        # the batch's events as plain ``EventRow`` tuples (what storage writes), by tx id
+        self._pending: list[EventRow] = []
         self._pending_refusals: dict[str, Refusal] = {}
-        self._pending_ids: dict[str, Event] = {}
+        self._pending_ids: dict[str, EventRow] = {}
+        # asset id -> (an ``Asset`` given in a posting, the registered one) found equal:
+        # the same pair of (frozen) objects is not compared field by field again
+        self._asset_seen: dict[AssetId, tuple[Asset, Asset]] = {}
         # ids ``prefetch`` found neither committed nor refused in storage, known for the
         # rest of the outermost batch only (module doc, "Prefetched ids")
         self._no_event: set[str] = set()
@@ -242,11 +257,20 @@ class Ledger:
         batch is a savepoint: its exception undoes the nested block only, and the outermost
         batch alone writes to storage. Ids refused inside a batch that rolls back stay
         refused (they are written on their own, best effort).
+
+        The outermost batch pauses Python's cyclic garbage collector (``gc.disable()``)
+        and turns it back on when it ends, however it ends, if it was on when the batch
+        began (module doc, "Garbage collection during a batch").
         """
-        outer = self._undo is None
-        if self._undo is None:
-            self._undo = []
-        mark = (len(self._undo), len(self._pending), self._seq, self._ts, self._hash)
+        undo = self._undo
+        outer = undo is None
+        gc_was_on = False
+        if undo is None:
+            undo = self._undo = []
+            gc_was_on = gc.isenabled()
+            if gc_was_on:
+                gc.disable()
+        mark = (len(undo), len(self._pending), self._seq, self._ts, self._hash)
         try:
             yield
             if outer:
@@ -265,6 +289,8 @@ class Ledger:
                 self._pending_ids = {}
                 self._no_event = set()
                 self._no_refusal = set()
+                if gc_was_on:
+                    gc.enable()
 
     def _flush(self) -> None:
         snapshot = None
@@ -287,8 +313,8 @@ class Ledger:
                 table.pop(key, None)
             else:
                 table[key] = old
-        for ev in self._pending[pending_len:]:
-            del self._pending_ids[ev.tx_id]
+        for row in self._pending[pending_len:]:
+            del self._pending_ids[row[3]]
         del self._pending[pending_len:]
 
     # --------------------------------------------------------------- internals
@@ -305,9 +331,11 @@ class Ledger:
             table[key] = value
 
     def _find(self, txid: str) -> Event | None:
-        event = self._pending_ids.get(txid)
-        if event is not None or txid in self._no_event:
-            return event
+        row = self._pending_ids.get(txid)
+        if row is not None:
+            return Event(*row)
+        if txid in self._no_event:
+            return None
         return self._storage.find_event(txid)
 
     def _commit(
@@ -335,7 +363,7 @@ class Ledger:
         mutate = self._plan(kind, body, tx, txid, raw)
         seq = self._seq + 1
         h = chain_hash(self._hash, seq, now, kind, txid, raw)
-        event = Event(seq, now, kind, txid, raw, self._hash, h)
+        event: EventRow = (seq, now, kind, txid, raw, self._hash, h)
         if self._undo is None:
             with self.batch():
                 self._stage(mutate, event)
@@ -348,13 +376,14 @@ class Ledger:
                 raise
         return Receipt(TxId(txid), seq, now, h, True)
 
-    def _stage(self, mutate: Callable[[], None], event: Event) -> None:
+    def _stage(self, mutate: Callable[[], None], event: EventRow) -> None:
         """Run the planned mutation and queue ``event`` (inside a batch)."""
         mutate()
+        txid = event[3]
         self._pending.append(event)
-        self._pending_ids[event.tx_id] = event
-        self._no_event.discard(event.tx_id)
-        self._seq, self._ts, self._hash = event.seq, event.ts, event.hash
+        self._pending_ids[txid] = event
+        self._no_event.discard(txid)
+        self._seq, self._ts, self._hash = event[0], event[1], event[6]
 
     def _find_refusal(self, txid: str) -> Refusal | None:
         refusal = self._pending_refusals.get(txid)
@@ -444,28 +473,32 @@ class Ledger:
         for account, _ in (*deltas, *sizes):
             if account not in accounts:
                 raise refuse("ledger/account-not-found", f"{txid}: account={account!r}")
-        assets = self.assets
+        assets, seen = self.assets, self._asset_seen
         for p in tx.postings:
             given = p.amount.asset
             registered = assets.get(given.id)
             if registered is None:
                 raise refuse("ledger/asset-not-found", f"{txid}: asset={given.id!r}")
-            if registered is not given and registered != given:
-                raise refuse(
-                    "ledger/asset-mismatch",
-                    f"{txid}: {given} differs from registered {registered}",
-                )
+            if registered is not given:
+                pair = seen.get(given.id)
+                if pair is None or pair[0] is not given or pair[1] is not registered:
+                    if registered != given:
+                        raise refuse(
+                            "ledger/asset-mismatch",
+                            f"{txid}: {given} differs from registered {registered}",
+                        )
+                    seen[given.id] = (given, registered)
         for _, instrument in sizes:
             if instrument not in instruments:
                 raise refuse("ledger/instrument-not-found", f"{txid}: instrument={instrument!r}")
-        new_positions: dict[PositionKey, Position | object] = {}
+        new_positions: dict[PositionKey, Position | None] = {}  # None: the position closes
         positions = self._positions
         for key2, (delta, entry) in sizes.items():
             old = positions.get(key2)
             size = (old.size if old else 0) + delta
             if abs(size) > AMOUNT_MAX:
                 raise refuse("ledger/overflow", f"{txid}: size of {key2} would be {size}")
-            new_positions[key2] = Position(size, entry) if size else _MISSING
+            new_positions[key2] = Position(size, entry) if size else None
         new_balances: dict[BalanceKey, int] = {}
         balances = self._balances
         for key, delta in deltas.items():
@@ -487,8 +520,23 @@ class Ledger:
             for k, v in new_balances.items():  # _set, inlined: a balance is never removed
                 undo += (balances, k[0], k[1], balances.get(k, _MISSING))
                 balances[k] = v
-            for k2, pos in new_positions.items():
-                self._put_position(k2, pos)
+            by_account = self._by_account
+            for k2, pos in new_positions.items():  # _put_position, inlined
+                old = positions.get(k2, _MISSING)
+                if pos is None and old is _MISSING:
+                    continue
+                account, instrument = k2
+                held = by_account.get(account)
+                if held is None:
+                    held = by_account[account] = {}
+                undo += (positions, account, instrument, old)
+                undo += (held, instrument, _NO_KEY, held.get(instrument, _MISSING))
+                if pos is None:
+                    del positions[k2]
+                    del held[instrument]
+                else:
+                    positions[k2] = pos
+                    held[instrument] = pos
 
         return mutate
 

@@ -23,7 +23,7 @@ from liqeng.ids import (
     instrument_id,
     tx_id,
 )
-from liqeng.units import DECIMALS_MAX, PRICE_MAX, Amount, check_int
+from liqeng.units import AMOUNT_MAX, DECIMALS_MAX, PRICE_MAX, Amount, check_int
 
 __all__ = [
     "AccountKind",
@@ -90,8 +90,9 @@ class Posting:
 
     def __post_init__(self) -> None:
         check_id("account", self.account)
-        if not isinstance(self.amount, Amount):
-            raise InvalidArgument(f"posting amount={self.amount!r} must be an Amount")
+        amount = self.amount
+        if type(amount) is not Amount and not isinstance(amount, Amount):
+            raise InvalidArgument(f"posting amount={amount!r} must be an Amount")
 
     @property
     def asset(self) -> AssetId:
@@ -115,10 +116,14 @@ class PositionChange:
     def __post_init__(self) -> None:
         check_id("account", self.account)
         check_id("instrument", self.instrument)
-        check_int("size_delta", self.size_delta)
-        if self.size_delta == 0:
+        delta, entry = self.size_delta, self.entry_price
+        # the common case decided inline; ``check_int`` names what is wrong otherwise
+        if type(delta) is not int or not -AMOUNT_MAX <= delta <= AMOUNT_MAX:
+            check_int("size_delta", delta)
+        if delta == 0:
             raise InvalidArgument(f"size_delta=0 for {self.account} {self.instrument}: no change")
-        check_int("entry_price", self.entry_price, 0, PRICE_MAX)
+        if type(entry) is not int or not 0 <= entry <= PRICE_MAX:
+            check_int("entry_price", entry, 0, PRICE_MAX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,14 +150,18 @@ class Transaction:
         tx_id(self.id)
         if not isinstance(self.kind, str) or not self.kind or len(self.kind) > 64:
             raise InvalidArgument(f"transaction kind={self.kind!r} must be a short str")
-        for name, kind in (("postings", Posting), ("position_changes", PositionChange)):
-            items = getattr(self, name)
-            if not isinstance(items, tuple):
-                raise InvalidArgument(f"{name} of {self.id} must be a tuple, not {items!r}")
-            for item in items:
-                if not isinstance(item, kind):
-                    raise InvalidArgument(
-                        f"{name} of {self.id} holds {item!r}, not a {kind.__name__}"
-                    )
+        postings, changes = self.postings, self.position_changes
+        if not isinstance(postings, tuple):
+            raise InvalidArgument(f"postings of {self.id} must be a tuple, not {postings!r}")
+        for p in postings:
+            if type(p) is not Posting and not isinstance(p, Posting):
+                raise InvalidArgument(f"postings of {self.id} holds {p!r}, not a Posting")
+        if not isinstance(changes, tuple):
+            raise InvalidArgument(f"position_changes of {self.id} must be a tuple, not {changes!r}")
+        for c in changes:
+            if type(c) is not PositionChange and not isinstance(c, PositionChange):
+                raise InvalidArgument(
+                    f"position_changes of {self.id} holds {c!r}, not a PositionChange"
+                )
         if not isinstance(self.memo, Mapping):
             raise InvalidArgument(f"memo={self.memo!r} of {self.id} must be a mapping")

@@ -157,17 +157,14 @@ class SqliteStorage:
 
     def append(
         self,
-        events: Sequence[Event],
+        events: Sequence[EventRow],
         refusals: Sequence[Refusal] = (),
         snapshot: Snapshot | None = None,
     ) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(
-                f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(e.seq, e.ts, e.kind, e.tx_id, e.body, e.prev_hash, e.hash) for e in events],
-            )
+            db.executemany(f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", events)
             db.executemany(
                 "INSERT INTO refusals (tx_id, code, digest) VALUES (?, ?, ?)",
                 [(r.tx_id, r.code, r.digest) for r in refusals],

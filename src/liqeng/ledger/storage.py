@@ -49,11 +49,13 @@ class Storage(Protocol):
 
     def append(
         self,
-        events: Sequence[Event],
+        events: Sequence[EventRow],
         refusals: Sequence[Refusal] = (),
         snapshot: Snapshot | None = None,
     ) -> None:
-        """Write all of it in one durable database transaction, or none of it."""
+        """Write all of it in one durable database transaction, or none of it. Events
+        come as ``EventRow`` tuples (an ``Event``'s fields in order), as ``event_rows``
+        hands them back."""
         ...
 
     def close(self) -> None: ...
