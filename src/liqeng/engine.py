@@ -617,6 +617,8 @@ class Engine:
             realised_vol=max((self.realised_vol(m) for m in markets), default=0.0),
             implied_vol=max((self.implied_vol(m, market) for m in markets), default=0.0),
             max_notional=max_notional,
+            margin_model=self._per_position(),
+            margin_models=self.markets,
             holders=lambda: self._holders(account, keeper),
             counterparties=lambda iid: self._counterparties(iid, account, keeper),
         )

@@ -7,14 +7,14 @@ engine hands to the ledger, plus the figures it implies, for events and reports.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from liqeng.ids import AccountId, InstrumentId, TxId, account_id
 from liqeng.ledger.model import Position, Transaction
 from liqeng.market.instruments import Instrument, SpotCollateral
 from liqeng.risk.margin import AccountRisk
-from liqeng.risk.models import MarketData
+from liqeng.risk.models import MarginModel, MarketData
 from liqeng.units import Asset
 
 __all__ = ["LiquidationContext", "LiquidationPlan", "Mechanism", "SystemAccounts"]
@@ -59,6 +59,8 @@ class LiquidationContext:
     token) price keeper rewards; ``realised_vol`` and ``implied_vol`` (annualised, the
     highest over the account's markets) scale adaptive penalties; ``max_notional`` is the
     most the engine's throughput limits let this liquidation close (``None``: no limit).
+    ``margin_model`` (with ``margin_models`` per underlying) is the engine's margin model,
+    for mechanisms that choose what to close by its effect on the requirement.
     For the terminal loss stages the engine offers, computed only when called,
     ``holders()`` (user accounts other than this one and the keeper, by positive quote
     balance) and ``counterparties(instrument)`` (``(account, position, equity)`` of the
@@ -83,6 +85,8 @@ class LiquidationContext:
     realised_vol: float = 0.0
     implied_vol: float = 0.0
     max_notional: int | None = None
+    margin_model: MarginModel | None = None
+    margin_models: Mapping[str, MarginModel] = field(default_factory=dict)
     holders: Callable[[], Mapping[AccountId, int]] | None = None
     counterparties: Callable[[InstrumentId], Sequence[tuple[AccountId, Position, int]]] | None = (
         None

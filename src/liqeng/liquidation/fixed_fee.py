@@ -22,12 +22,20 @@ slices:
 3. if ``c2 = c1 - fee < 0`` the shortfall is bad debt, passed down the ``waterfall``
    (``liquidation.waterfall``): the insurance fund covers up to its balance (with this
    liquidation's fee), then the backstop pool up to its balance; the remainder is booked
-   against the bad-debt account (uncovered), a named ledger entry.
+   against the bad-debt account (uncovered), a named ledger entry, which the waterfall's
+   terminal stages repay in the same transaction: ``adl`` (before the funded stages pay,
+   the bankrupt perps close against ranked profitable opposite positions at their
+   bankruptcy prices, ``loss.deleverage``) and ``socialised`` (a pro-rata haircut of the
+   holders' quote balances, ``loss.socialised_loss``).
 
 A partial close that would leave the account in debt (``c2 < 0``) closes it whole
-instead. ``surcharge`` is what the engine adds to the maintenance margin so the
-keeper reward is always collectable (at the highest penalty rate and gas price); a reward
-with a tip or gas term needs a dust rule whose penalty covers it (``keeper.check_config``).
+instead. With ``legs="greedy"`` (and ``TargetHealth`` sizing) the legs to close are the
+greeks-aware choice of ``legs.greedy_legs`` instead of a uniform slice, and the penalty
+is its discount (``rate`` of an option's mark value, of a perp's notional).
+
+``surcharge`` is what the engine adds to the maintenance margin so the keeper reward is
+always collectable (at the highest penalty rate and gas price); a reward with a tip or gas
+term needs a dust rule whose penalty covers it (``keeper.check_config``).
 """
 
 from __future__ import annotations
@@ -42,10 +50,10 @@ from liqeng.ids import InstrumentId
 from liqeng.ledger.model import Position, PositionChange, Posting, Transaction
 from liqeng.liquidation.base import LiquidationContext, LiquidationPlan
 from liqeng.liquidation.keeper import KeeperReward, check_config
-from liqeng.liquidation.legs import uniform_slice
+from liqeng.liquidation.legs import greedy_legs, uniform_slice
 from liqeng.liquidation.loss import RANKINGS, deleverage, socialised_loss
 from liqeng.liquidation.penalty import AdaptivePenalty
-from liqeng.liquidation.portion import CloseAll, Sizing, close_fraction
+from liqeng.liquidation.portion import CloseAll, Sizing, TargetHealth, close_fraction
 from liqeng.liquidation.settle import FUNDED, check_terms, settle
 from liqeng.liquidation.sizing import DustRule
 from liqeng.liquidation.surcharge import Surcharge
@@ -78,6 +86,7 @@ class FixedFee:
     max_gas_price: int = 0
     max_quote_per_gas: int = 0
     adl_ranking: str = "hyperliquid"
+    legs: str = "uniform"
 
     def __post_init__(self) -> None:
         check_terms(
@@ -94,6 +103,12 @@ class FixedFee:
         close_fraction(self.sizing, _PROBE, 1, 0)  # refuses what is not a Sizing
         check_int("max_gas_price", self.max_gas_price, 0)
         check_int("max_quote_per_gas", self.max_quote_per_gas, 0)
+        if self.legs not in ("uniform", "greedy"):
+            raise InvalidArgument(f"legs={self.legs!r} must be 'uniform' or 'greedy'")
+        if self.legs == "greedy" and not isinstance(self.sizing, TargetHealth):
+            raise InvalidArgument(
+                f"legs='greedy' needs sizing=TargetHealth(...), not {self.sizing}"
+            )
         if self.adl_ranking not in RANKINGS:
             raise InvalidArgument(f"adl_ranking={self.adl_ranking!r} is not one of {RANKINGS}")
         reward = self.keeper_reward
@@ -147,6 +162,10 @@ class FixedFee:
             rate = self.penalty_rate
         else:
             rate = self.penalty.rate(ctx.risk.health, ctx.realised_vol, ctx.implied_vol)
+        if self.legs == "greedy" and ctx.max_notional is None and ctx.margin_model is not None:
+            greedy = self._greedy(ctx, rate)
+            if greedy is not None:
+                return greedy
         f = Fraction(1)
         if not isinstance(self.sizing, CloseAll) or ctx.max_notional is not None:
             whole = sum(_notional(ctx, iid, pos.size) for iid, pos in ctx.positions.items())
@@ -166,13 +185,45 @@ class FixedFee:
         assert plan is not None
         return plan
 
-    def _plan(self, ctx: LiquidationContext, f: Fraction, rate: int) -> LiquidationPlan | None:
-        """The plan closing ``f`` of the account, or ``None`` when a partial close
-        (``f < 1``) would leave the account in debt."""
+    def _greedy(self, ctx: LiquidationContext, rate: int) -> LiquidationPlan | None:
+        """The greeks-aware choice (``legs.greedy_legs``): the legs whose close releases
+        the most requirement per unit of penalty, until the target health; the penalty is
+        its discount (``rate`` of an option's mark value, of a perp's notional). ``None``
+        when it cannot reach the target or would close everything: then a uniform slice."""
+        assert isinstance(self.sizing, TargetHealth) and ctx.margin_model is not None
+        cp = greedy_legs(
+            ctx.positions,
+            ctx.instruments,
+            ctx.market,
+            ctx.margin_model,
+            rate,
+            Fraction(self.sizing.target),
+            cash=ctx.cash,
+            models=ctx.margin_models,
+            collateral=ctx.collateral,
+        )
+        whole = {iid: p.size for iid, p in ctx.positions.items()}
+        if not cp.reached or not cp.closed or dict(cp.closed) == whole:
+            return None
+        return self._plan(ctx, Fraction(0), rate, dict(cp.closed), cp.discount)
+
+    def _plan(
+        self,
+        ctx: LiquidationContext,
+        f: Fraction,
+        rate: int,
+        chosen: dict[InstrumentId, int] | None = None,
+        discount: int | None = None,
+    ) -> LiquidationPlan | None:
+        """The plan closing ``f`` of the account (or the ``chosen`` sizes, for the
+        penalty ``discount``), or ``None`` when a partial close would leave the account in
+        debt."""
         q = ctx.quote
         postings: list[Posting] = []
         changes: list[PositionChange] = []
         notional = sold = 0
+        if chosen is not None:
+            f = Fraction(0)  # no collateral is sold
         for spec in sorted(ctx.collateral, key=lambda c: c.asset.id) if ctx.collateral else ():
             balance = ctx.collateral[spec] if f == 1 else _trunc(ctx.collateral[spec] * f)
             if balance <= 0:
@@ -190,15 +241,16 @@ class FixedFee:
                 Posting(ctx.keeper, q.units(-value)),
                 Posting(ctx.account, q.units(value)),
             ]
-        closed = (
-            {iid: ctx.positions[iid].size for iid in sorted(ctx.positions)}
-            if f == 1
-            else uniform_slice(ctx.positions, f)
-        )
+        if chosen is not None:
+            closed = chosen
+        elif f == 1:
+            closed = {iid: ctx.positions[iid].size for iid in sorted(ctx.positions)}
+        else:
+            closed = uniform_slice(ctx.positions, f)
         notional = sum(_notional(ctx, iid, size) for iid, size in closed.items())
         fills = [_to_keeper(ctx, iid, size, ctx.positions[iid]) for iid, size in closed.items()]
         c1 = _cash_after(ctx, postings, fills)
-        penalty = mul_div_up(notional, rate, RATE_SCALE)
+        penalty = mul_div_up(notional, rate, RATE_SCALE) if discount is None else discount
         fee = min(penalty, max(c1, 0))
         c2 = c1 - fee
         if f < 1 and c2 < 0:
@@ -239,7 +291,7 @@ class FixedFee:
             "mechanism": self.name,
             "equity": str(ctx.risk.equity),
             "maintenance_margin": str(ctx.risk.maintenance_margin),
-            "fraction": str(f),
+            "fraction": str(f) if chosen is None else "greedy",
             "penalty_rate": str(rate),
             "notional": str(notional),
             "seized": str(seized),
