@@ -392,3 +392,54 @@ def test_socialised_loss_is_shared_by_holders(tmp_path: Path) -> None:
     assert led.balance_units(SYS.bad_debt, USDC.id) == 0
     assert led.balance_units(BOB, USDC.id) == bob_before - 400 * USD
     led.check_invariants()
+
+
+def _strangle_engine(tmp_path: Path, legs: str) -> tuple[Engine, Any]:
+    """docs/legs.md's example through the engine: a short 2200/1800 strangle, 10 ETH a
+    wing, hedged by 5 long 1600 puts, plus 2 ETH long perp, 2,900 USDC, Lyra-like scenario
+    margin, at day 10 with ETH at 2,000."""
+    from tests.test_legs import C2200, NOW, P1600, P1800
+    from tests.test_legs import PERP as PERP3
+
+    from liqeng.risk.models import Scenario
+    from liqeng.risk.portfolio import LYRA_LIKE
+
+    fee = FixedFee(penalty_rate=20_000_000, sizing=TargetHealth(Fraction(1)), legs=legs)
+    engine, clock = make_engine(
+        tmp_path,
+        alice_usd=2_900,
+        instruments=(PERP3, C2200, P1800, P1600),
+        mechanism=fee,
+        markets={"ETH": Scenario(LYRA_LIKE)},
+    )
+    engine.step(reports(0, *[2000] * 5))
+    for txid, buyer, seller, inst, size, price in (
+        ("c", BOB, ALICE, C2200, 10_000, 0),
+        ("p", BOB, ALICE, P1800, 10_000, 0),
+        ("h", ALICE, BOB, P1600, 5_000, 0),
+        ("f", ALICE, BOB, PERP3, 2_000, 2000),
+    ):
+        trade(engine, txid, buyer, seller, inst, size, price)
+    clock.set(NOW)
+    return engine, clock
+
+
+def test_greedy_legs_restore_health_with_a_smaller_penalty(tmp_path: Path) -> None:
+    plans = {}
+    for legs in ("uniform", "greedy"):
+        (tmp_path / legs).mkdir()
+        engine, clock = _strangle_engine(tmp_path / legs, legs)
+        step = engine.step(reports(clock.now(), *[2000] * 5), keeper=KEEPER)
+        (liq,) = step.liquidations
+        plans[legs] = liq.plan
+        assert engine.risk(ALICE).health >= Fraction(99, 100)
+        engine.ledger.check_invariants()
+    uniform, greedy = plans["uniform"], plans["greedy"]
+    assert greedy.transaction.memo["fraction"] == "greedy"
+    closed = {c.instrument for c in greedy.transaction.position_changes if c.account == ALICE}
+    assert closed == {"ex/ETH-C-2200", "ex/ETH-P-1800"}  # the short wings only
+    # health 0.8006 -> 1.0001: the greedy buys back 2 calls and 1.174 puts for a 6.46 USDC
+    # discount; the uniform slice (2% of the underlying notional, f = 0.978 by the linear
+    # rule) pays 1,056.44 USDC and closes nearly everything
+    assert greedy.penalty == pytest.approx(6_463_456, abs=50)
+    assert greedy.penalty * 100 < uniform.penalty
