@@ -197,6 +197,8 @@ class Engine:
         # the market data of the step running now (None between steps): built and checked
         # once per step instead of once per account
         self._step_market: MarketData | None = None
+        # the highest realised and implied vol per set of markets, during a step
+        self._step_vols: dict[frozenset[str], tuple[float, float]] = {}
 
     def market(self) -> MarketData:
         """The market data the engine values with now (prices, clock, vols, settlements)."""
@@ -407,6 +409,7 @@ class Engine:
             raise
         finally:
             self._step_market = None
+            self._step_vols = {}
         return BatchReport(tuple(done), tuple(refused), left)
 
     def _work(
@@ -593,6 +596,16 @@ class Engine:
         system accounts' balances, gas, and the highest realised and implied vol over
         ``markets``."""
         market = self.market()
+        key = frozenset(markets)
+        vols = self._step_vols.get(key) if self._step_market is not None else None
+        if vols is None:
+            vols = (
+                max((self.realised_vol(m) for m in markets), default=0.0),
+                max((self.implied_vol(m, market) for m in markets), default=0.0),
+            )
+            if self._step_market is not None:
+                self._step_vols[key] = vols
+        realised, implied = vols
         return LiquidationContext(
             tx_id=TxId(txid),
             account=account,
@@ -614,8 +627,8 @@ class Engine:
             collateral=self._collateral_of(account),
             gas_price=self.gas_price,
             quote_per_gas=self.quote_per_gas,
-            realised_vol=max((self.realised_vol(m) for m in markets), default=0.0),
-            implied_vol=max((self.implied_vol(m, market) for m in markets), default=0.0),
+            realised_vol=realised,
+            implied_vol=implied,
             max_notional=max_notional,
             margin_model=self._per_position(),
             margin_models=self.markets,
@@ -737,6 +750,7 @@ class Engine:
             raise
         finally:
             self._step_market = None
+            self._step_vols = {}
         return StepReport(
             now,
             prices,
