@@ -443,3 +443,26 @@ def test_greedy_legs_restore_health_with_a_smaller_penalty(tmp_path: Path) -> No
     # rule) pays 1,056.44 USDC and closes nearly everything
     assert greedy.penalty == pytest.approx(6_463_456, abs=50)
     assert greedy.penalty * 100 < uniform.penalty
+
+
+@pytest.mark.parametrize(
+    ("implied", "tab_usd", "speed"), [(0.25, 94, Fraction(1, 2)), (1.5, 564, Fraction(3))]
+)
+def test_adaptive_auction_opens_deeper_and_falls_faster_when_stressed(
+    tmp_path: Path, implied: float, tab_usd: int, speed: Fraction
+) -> None:
+    from liqeng.liquidation.dutch_auction import DutchAuction
+
+    mech = DutchAuction(penalty=_adaptive().penalty)
+    engine, clock = make_engine(tmp_path, mechanism=mech)
+    engine.vols["ETH"] = implied
+    engine.step(reports(0, *[2000] * 5))
+    alice_goes_long(engine, 5, 2000)
+    t = 30 * 86400
+    clock.set(t)
+    engine.step(reports(t, *[1880] * 5), keeper=KEEPER)
+    (auction,) = mech.house.auctions.values()
+    # the tab is the adaptive rate (1% calm, 6% stressed) of the notional 5 * 1880 = 9400;
+    # the curve (-1% every 90 s) runs at the vol factor: 1/2 calm, 3 stressed
+    assert (auction.tab, auction.speed) == (tab_usd * USD, speed)
+    assert mech.house.factor(auction, t + 900) == mech.curve.price(auction.top, int(900 * speed))

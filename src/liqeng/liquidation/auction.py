@@ -123,6 +123,7 @@ class Auction:
     tic: int
     version: int = 0
     done: bool = False
+    speed: Fraction = Fraction(1)
 
     @property
     def lot_map(self) -> dict[InstrumentId, int]:
@@ -143,6 +144,7 @@ class Auction:
             "tic": str(self.tic),
             "version": self.version,
             "done": self.done,
+            **({} if self.speed == 1 else {"speed": str(self.speed)}),
         }
 
     @staticmethod
@@ -165,6 +167,7 @@ class Auction:
             int(m["tic"]),
             int(m["version"]),
             bool(m["done"]),
+            Fraction(m.get("speed", 1)),
         )
 
 
@@ -273,13 +276,14 @@ class AuctionHouse:
         return None
 
     def factor(self, auction: Auction, now: int) -> int:
-        """``curve.price(top, now - tic)``: the RAY factor on the mark (``now >= tic``)."""
-        return self.curve.price(auction.top, self._dur(auction, now))
+        """``curve.price(top, floor((now - tic)·speed))``: the RAY factor on the mark
+        (``now >= tic``; ``speed`` is 1 unless an adaptive penalty set it at the kick)."""
+        return self.curve.price(auction.top, math.floor(self._dur(auction, now) * auction.speed))
 
     def status(self, auction: Auction, now: int) -> tuple[int, bool]:
-        """``(factor, needs_reset)``, Maker's ``status``."""
+        """``(factor, needs_reset)``, Maker's ``status`` (``tail`` counts seconds)."""
         dur = self._dur(auction, now)
-        phi = self.curve.price(auction.top, dur)
+        phi = self.curve.price(auction.top, math.floor(dur * auction.speed))
         return phi, needs_reset(auction.top, phi, dur, self.tail, self.cusp)
 
     def price(self, auction: Auction, now: int, equity: int) -> Quote:
@@ -307,8 +311,12 @@ class AuctionHouse:
         now: int,
         gas_price: int = 0,
         quote_per_gas: int = 0,
+        penalty_rate: int | None = None,
+        speed: Fraction = Fraction(1),
     ) -> Step:
         """Start an auction of ``ctx.account``'s whole book; ``ctx.keeper`` is the kicker.
+        ``penalty_rate`` (default the house's) sets the tab; ``speed`` (> 0) runs the
+        curve that many times faster (an ``AdaptivePenalty``'s ``auction_params``).
 
         Refused: ``liquidation/not-liquidatable`` (healthy account), ``auction/exists``
         (the id is taken), ``auction/account-busy`` (an auction of this account runs),
@@ -335,7 +343,11 @@ class AuctionHouse:
         if not lot and not any(b > 0 for b in ctx.collateral.values()):
             raise Refused("auction/empty-lot", f"{ctx.account} holds no position or collateral")
         notional = sum(self._notional(ctx, i, s) for i, s in lot)
-        tab = mul_div_up(notional, self.penalty_rate, RATE_SCALE)
+        rate = self.penalty_rate if penalty_rate is None else penalty_rate
+        check_int("penalty_rate", rate, 0, RATE_SCALE)
+        if not isinstance(speed, (int, Fraction)) or isinstance(speed, bool) or speed <= 0:
+            raise InvalidArgument(f"speed={speed!r} must be a positive Fraction")
+        tab = mul_div_up(notional, rate, RATE_SCALE)
         coin = from_account = from_fund = 0
         if self.keeper_reward is not None:
             coin = self.keeper_reward.reward(tab, gas_price, quote_per_gas)
@@ -352,6 +364,7 @@ class AuctionHouse:
             ctx.risk.equity,
             start_price(RAY, self.buf),
             now,
+            speed=Fraction(speed),
         )
         paid = from_account + from_fund
         if paid == 0:

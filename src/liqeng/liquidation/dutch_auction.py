@@ -68,6 +68,7 @@ from liqeng.liquidation.auction import (
 from liqeng.liquidation.base import LiquidationContext, LiquidationPlan
 from liqeng.liquidation.curves import RAY, Curve, StairstepExponentialDecrease
 from liqeng.liquidation.keeper import KeeperReward
+from liqeng.liquidation.penalty import AdaptivePenalty
 from liqeng.liquidation.settle import FUNDED
 from liqeng.liquidation.sizing import DustRule
 from liqeng.liquidation.waterfall import Waterfall
@@ -124,8 +125,11 @@ class DutchAuction:
     1.10), ``tail`` (seconds before a reset is needed; default 2 h 20 min), ``cusp`` (RAY
     fraction of ``top`` below which a reset is needed; default 0.40), ``penalty_rate``,
     ``keeper_share``, ``protocol_share`` (parts per ``RATE_SCALE``), ``keeper_reward`` (the
-    kick incentive), ``dust`` (on the remaining lot's notional) and ``waterfall``. The
-    configuration is frozen; the auctions live in ``house``.
+    kick incentive), ``dust`` (on the remaining lot's notional) and ``waterfall``. With an
+    ``AdaptivePenalty`` the kick's tab rate is its rate at the account's health and the
+    markets' vol, and the curve runs ``factor(σ)`` times faster (``auction_params``): a
+    stressed market's auction falls faster. The configuration is frozen; the auctions
+    live in ``house``.
     """
 
     curve: Curve = field(default_factory=_default_curve)
@@ -138,10 +142,13 @@ class DutchAuction:
     keeper_reward: KeeperReward | None = None
     dust: DustRule | None = None
     waterfall: Waterfall = field(default_factory=lambda: Waterfall(FUNDED))
+    penalty: AdaptivePenalty | None = None
     name: str = MECHANISM
     house: AuctionHouse = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.penalty is not None and not isinstance(self.penalty, AdaptivePenalty):
+            raise InvalidArgument(f"penalty={self.penalty!r} must be an AdaptivePenalty or None")
         if self.name != MECHANISM:
             # the house writes ``mechanism: "dutch-auction"`` into every memo
             raise InvalidArgument(f"name={self.name!r} must be {MECHANISM!r}")
@@ -166,12 +173,20 @@ class DutchAuction:
         ``ctx.market.now_ts``, as one ``auction-kick`` transaction with id ``ctx.tx_id``;
         the auction's id is ``auction_id_for(ctx.account, ctx.tx_id)``."""
         now = ctx.market.now_ts
+        rate, speed = None, Fraction(1)
+        if self.penalty is not None:
+            params = self.penalty.auction_params(
+                ctx.risk.health, ctx.realised_vol, ctx.implied_vol, 0
+            )
+            rate, speed = params.start_discount, params.speed
         step = self.house.kick(
             ctx,
             self.auction_id_for(ctx.account, ctx.tx_id),
             now,
             ctx.gas_price,
             ctx.quote_per_gas,
+            rate,
+            speed,
         )
         if step.plan is not None:
             return step.plan
