@@ -57,8 +57,17 @@ def _summary_table(s: RunSummary) -> Table:
         ("  to keepers", _money(s.keeper_rewards, d)),
         ("  to insurance fund", _money(s.insurance_fees, d)),
         ("  to fee sink", _money(s.protocol_fees, d)),
-        ("bad debt", _money(s.bad_debt_covered + s.bad_debt_uncovered, d)),
+        *([("  to backstop pool", _money(s.pool_fees, d))] if s.pool_fees else []),
+        ("bad debt", _money(s.bad_debt, d)),
         ("  covered by insurance fund, pool", _money(s.bad_debt_covered, d)),
+        *(
+            [
+                ("  socialised over holders", _money(s.bad_debt_socialised, d)),
+                ("  deleveraged (ADL)", _money(s.bad_debt_deleveraged, d)),
+            ]
+            if s.bad_debt_socialised or s.bad_debt_deleveraged
+            else []
+        ),
         ("  uncovered", _money(s.bad_debt_uncovered, d)),
         ("insurance fund before", _money(s.insurance_fund_before, d)),
         ("insurance fund after", _money(s.insurance_fund_after, d)),

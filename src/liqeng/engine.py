@@ -652,13 +652,16 @@ class Engine:
         self, iid: InstrumentId, account: AccountId, keeper: AccountId
     ) -> list[tuple[AccountId, Position, int]]:
         """``(account, position, equity)`` of the user accounts other than ``account`` and
-        ``keeper`` holding ``iid``: who ADL may close against."""
+        ``keeper`` holding ``iid`` on the side opposite ``account``'s: who ADL may close
+        against."""
+        held = self.ledger.position(account, iid)
+        side = 0 if held is None else (held.size > 0) - (held.size < 0)
         out = []
         for a, positions in sorted(self.ledger.positions_by_account().items()):
             pos = positions.get(iid)
             if (
                 pos is not None
-                and pos.size
+                and pos.size * side < 0
                 and a not in (account, keeper)
                 and self.ledger.accounts[a] is AccountKind.USER
             ):

@@ -496,7 +496,9 @@ class AuctionHouse:
             p.amount.units for p in postings if p.account == acct and p.asset == q.id
         )
         due = a.tab if final else min(a.tab, mul_div_up(a.tab, f.numerator, f.denominator))
-        fee = min(due, max(c1, 0))
+        # the penalty never takes the account's equity below 0: an insolvent account pays
+        # none (its slice of the tab is forgiven), as with FixedFee
+        fee = min(due, max(c1, 0), max(ctx.risk.equity - conc, 0))
         st = settle(
             ctx,
             fee,

@@ -99,9 +99,10 @@ class LiquidationPlan:
 
     ``seized`` is what the account lost in the liquidation (realised losses, premium paid
     to buy back options and the penalty); ``penalty = keeper_reward + insurance_fee +
-    protocol_fee``; ``bad_debt = covered + socialised + deleveraged + uncovered``: the
-    funded stages' cover, the holders' haircut, the ADL haircut, and what is left booked
-    against the bad-debt account.
+    protocol_fee + pool_fee`` (``pool_fee``: what a backstop pool's depositors gained);
+    ``bad_debt = covered + socialised + deleveraged + uncovered``: the funded stages'
+    cover, the holders' haircut, the ADL haircut, and what is left booked against the
+    bad-debt account.
     """
 
     transaction: Transaction
@@ -115,6 +116,7 @@ class LiquidationPlan:
     bad_debt_uncovered: int
     bad_debt_socialised: int = 0
     bad_debt_deleveraged: int = 0
+    pool_fee: int = 0
 
     @staticmethod
     def from_transaction(tx: Transaction) -> LiquidationPlan:
@@ -123,7 +125,7 @@ class LiquidationPlan:
         return LiquidationPlan(
             tx,
             *(int(m[k]) for k in _FIGURES),
-            *(int(m.get(k, 0)) for k in _TERMINAL_FIGURES),
+            *(int(m.get(k, 0)) for k in _OPTIONAL_FIGURES),
         )
 
 
@@ -137,7 +139,7 @@ _FIGURES = (
     "bad_debt_covered",
     "bad_debt_uncovered",
 )
-_TERMINAL_FIGURES = ("bad_debt_socialised", "bad_debt_deleveraged")
+_OPTIONAL_FIGURES = ("bad_debt_socialised", "bad_debt_deleveraged", "pool_fee")
 
 
 class Mechanism(Protocol):

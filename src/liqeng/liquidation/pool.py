@@ -46,9 +46,10 @@ For a liquidatable account with quote cash ``c``, spot collateral balances ``X_a
    deposits (``total = 0``) those go to the insurance fund instead.
 
 Plan figures: ``keeper_reward = R``; ``insurance_fee`` = the quote penalty that went to the
-insurance fund (no depositors); ``protocol_fee = 0``; ``penalty = R + insurance_fee`` (the
-identity of ``LiquidationPlan``; the whole charge, ``penalty_charged``, and the pool's share
-are in the memo); ``bad_debt_covered = off + from_fund``, ``bad_debt_uncovered``;
+insurance fund (no depositors); ``pool_fee`` = the quote penalty the depositors gained;
+``protocol_fee = 0``; ``penalty = R + insurance_fee + pool_fee`` (the identity of
+``LiquidationPlan``; the whole charge, ``penalty_charged``, and the collateral the pool
+received are in the memo); ``bad_debt_covered = off + from_fund``, ``bad_debt_uncovered``;
 ``seized = max(c − final cash + floor(Σ value(u_a)), 0)``.
 
 State and its life cycle
@@ -305,6 +306,7 @@ class BackstopPool:
                 if units:
                     postings.append(Posting(acct, spec.asset.units(units)))
         insurance_fee = 0 if depositors else paid
+        pool_fee = paid if depositors else 0
         quote_moves = (
             (ctx.account, -reward - paid + off),
             (ctx.keeper, reward),
@@ -336,10 +338,11 @@ class BackstopPool:
             "maintenance_margin": str(ctx.risk.maintenance_margin),
             "notional": str(notional),
             "seized": str(seized_total),
-            "penalty": str(reward + insurance_fee),
+            "penalty": str(reward + insurance_fee + pool_fee),
             "keeper_reward": str(reward),
             "insurance_fee": str(insurance_fee),
             "protocol_fee": "0",
+            "pool_fee": str(pool_fee),
             "bad_debt_covered": str(covered),
             "bad_debt_uncovered": str(uncovered),
             "penalty_charged": str(penalty),
@@ -359,12 +362,13 @@ class BackstopPool:
             tx,
             notional,
             seized_total,
-            reward + insurance_fee,
+            reward + insurance_fee + pool_fee,
             reward,
             insurance_fee,
             0,
             covered,
             uncovered,
+            pool_fee=pool_fee,
         )
 
     def commit(self, plan: LiquidationPlan) -> None:

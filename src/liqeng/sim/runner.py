@@ -77,13 +77,26 @@ class RunSummary:
     keeper_rewards: int
     insurance_fees: int
     protocol_fees: int
+    pool_fees: int
     bad_debt_covered: int
     bad_debt_uncovered: int
+    bad_debt_socialised: int
+    bad_debt_deleveraged: int
     insurance_fund_before: int
     insurance_fund_after: int
     events: int
     head: str
     state_digest: str
+
+    @property
+    def bad_debt(self) -> int:
+        """Every shortfall: covered by funded stages, socialised, deleveraged, uncovered."""
+        return (
+            self.bad_debt_covered
+            + self.bad_debt_socialised
+            + self.bad_debt_deleveraged
+            + self.bad_debt_uncovered
+        )
 
 
 def _fresh_db(path: Path) -> None:
@@ -179,8 +192,11 @@ def run(
         keeper_rewards=sum(p.keeper_reward for p in plans),
         insurance_fees=sum(p.insurance_fee for p in plans),
         protocol_fees=sum(p.protocol_fee for p in plans),
+        pool_fees=sum(p.pool_fee for p in plans),
         bad_debt_covered=sum(p.bad_debt_covered for p in plans),
         bad_debt_uncovered=sum(p.bad_debt_uncovered for p in plans),
+        bad_debt_socialised=sum(p.bad_debt_socialised for p in plans),
+        bad_debt_deleveraged=sum(p.bad_debt_deleveraged for p in plans),
         insurance_fund_before=if_before,
         insurance_fund_after=ledger.balance_units(fund, quote),
         events=ledger.seq,
