@@ -17,6 +17,7 @@ from liqeng.ids import AssetId
 from liqeng.ledger.core import Ledger
 from liqeng.ledger.sqlite import SqliteStorage
 from liqeng.liquidation.base import SystemAccounts
+from liqeng.presets import PRESETS
 from liqeng.sim.runner import RunSummary, run
 from liqeng.sim.scenario import load_scenario
 
@@ -249,4 +250,27 @@ def test_unknown_mechanism_and_sizing_are_refused(tmp_path: Path) -> None:
         tmp_path, "s.toml", ("protocol_share", 'sizing = "some"\nprotocol_share')
     )
     with pytest.raises(InvalidArgument, match=r"sizing='some'; available: all, close-factor"):
+        load_scenario(bad)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_runs_in_the_simulator_and_is_named(tmp_path: Path, name: str) -> None:
+    small = ("count = 300", "count = 60")
+    path = edited_quickstart(tmp_path, "p.toml", small)
+    db = tmp_path / "p.sqlite"
+    result = CliRunner().invoke(
+        app, ["simulate", str(path), "--db", str(db), "--preset", name, "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"preset {name}: {PRESETS[name].protocol}" in " ".join(result.output.split())
+
+
+def test_unknown_or_clashing_preset_is_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["simulate", str(QUICKSTART), "--preset", "makerdao"])
+    assert result.exit_code == 2
+    assert "preset='makerdao' is unknown; known: [" in " ".join(result.output.split())
+    bad = edited_quickstart(
+        tmp_path, "b.toml", ('mechanism = "fixed-fee"', 'preset = "makerdao"\nmechanism = "x"')
+    )
+    with pytest.raises(InvalidArgument, match="preset='makerdao' is unknown"):
         load_scenario(bad)

@@ -17,6 +17,7 @@ from liqeng.clock import SimClock
 from liqeng.errors import InvalidArgument, LiqengError
 from liqeng.ledger.core import Ledger
 from liqeng.ledger.sqlite import SqliteStorage
+from liqeng.presets import preset
 from liqeng.sim.runner import RunSummary, run
 from liqeng.sim.scenario import load_scenario
 from liqeng.units import EXACT
@@ -37,7 +38,8 @@ def _money(units: int, decimals: int) -> str:
 
 def _summary_table(s: RunSummary) -> Table:
     d = s.decimals
-    t = Table(title=f"liqeng simulate: {s.scenario} (seed {s.seed})", show_lines=False)
+    label = s.mechanism if s.preset is None else f"preset {s.preset}: {preset(s.preset).protocol}"
+    t = Table(title=f"liqeng simulate: {s.scenario} (seed {s.seed}), {label}", show_lines=False)
     t.add_column("metric")
     t.add_column("value", justify="right")
     rows = [
@@ -91,6 +93,14 @@ def simulate(
         int | None, typer.Option(help="Root seed of the account population [default: the file's]")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
+    preset_name: Annotated[
+        str | None,
+        typer.Option(
+            "--preset",
+            help="Liquidate as a named protocol does (maker, aave, liquity, ...), "
+            "replacing the file's [liquidation] mechanism",
+        ),
+    ] = None,
 ) -> None:
     """Replay a scenario through the engine and print what liquidation did."""
     try:
@@ -99,6 +109,9 @@ def simulate(
             if not 0 <= seed < 2**63:
                 raise InvalidArgument(f"--seed={seed} must be within [0, 2**63)")
             sc = dataclasses.replace(sc, seed=seed)
+        if preset_name is not None:
+            preset(preset_name)
+            sc = dataclasses.replace(sc, preset=preset_name)
         db_path = db or Path(f"{sc.name}.sqlite")
         with Progress(
             TextColumn("[bold]{task.description}"),

@@ -39,6 +39,7 @@ from liqeng.market.trading import fill
 from liqeng.oracle.feed import FeedHealth
 from liqeng.oracle.presets import median_feed
 from liqeng.oracle.reports import SourceReport
+from liqeng.presets import preset
 from liqeng.risk.margin import AccountRisk, MarginParams
 from liqeng.risk.models import MarginModel, MarketData, PerPosition, market_account_risk
 from liqeng.risk.models import Scenario as ScenarioMargin
@@ -56,6 +57,8 @@ class RunSummary:
     """Totals of one run, money in quote base units."""
 
     scenario: str
+    mechanism: str
+    preset: str | None
     seed: int
     db_path: str
     decimals: int
@@ -128,11 +131,16 @@ class _World:
 
 
 def _markets(sc: Scenario) -> dict[str, MarginModel]:
-    """``[margin] model``: per-position (no entry) or a scenario-margin preset."""
-    presets = {"lyra-like": LYRA_LIKE, "lyra-pmrm": LYRA_PMRM}
+    """``[margin] model``: per-position (no entry) or a scenario-margin preset; a
+    liquidation ``preset`` with a margin model of its own replaces it."""
+    if sc.preset is not None:
+        model = preset(sc.preset).margin
+        if model is not None:
+            return {sc.underlying: model}
+    grids = {"lyra-like": LYRA_LIKE, "lyra-pmrm": LYRA_PMRM}
     if sc.margin_model == "per-position":
         return {}
-    return {sc.underlying: ScenarioMargin(presets[sc.margin_model])}
+    return {sc.underlying: ScenarioMargin(grids[sc.margin_model])}
 
 
 def run(
@@ -171,6 +179,8 @@ def run(
     ledger.snapshot()
     summary = RunSummary(
         scenario=sc.name,
+        mechanism=w.engine.mechanism.name,
+        preset=sc.preset,
         seed=sc.seed,
         db_path=str(db_path),
         decimals=sc.quote_decimals,
@@ -208,7 +218,9 @@ def run(
 
 
 def _mechanism(sc: Scenario) -> Mechanism:
-    """The scenario's ``[liquidation]`` mechanism, with its rates."""
+    """The scenario's ``[liquidation]`` mechanism, with its rates, or its preset's."""
+    if sc.preset is not None:
+        return preset(sc.preset).mechanism()
     shares = {"keeper_share": sc.keeper_share, "protocol_share": sc.protocol_share}
     if sc.mechanism == "fixed-fee":
         sizing: Sizing = CloseAll()
@@ -282,6 +294,7 @@ def _build(sc: Scenario, db_path: Path) -> _World:
         mechanism=_mechanism(sc),
         system=system,
         markets=_markets(sc),
+        limits=None if sc.preset is None else preset(sc.preset).limits,
     )
     first = engine.step(path[0][1])
     index0 = first.index_prices.get(sc.underlying)

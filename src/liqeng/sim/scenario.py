@@ -15,12 +15,22 @@ from typing import Any
 
 from liqeng.errors import InvalidArgument
 from liqeng.liquidation.registry import MECHANISMS
+from liqeng.presets import preset
 from liqeng.sim.prices import source_name
 from liqeng.units import EXACT, RATE_SCALE
 
 __all__ = ["MARGIN_MODELS", "Scenario", "load_scenario", "rate"]
 
 MARGIN_MODELS = ("per-position", "lyra-like", "lyra-pmrm")
+_PRESET_DEFAULTS: dict[str, Any] = {
+    "mechanism": "fixed-fee",
+    "penalty_rate": 0.0,
+    "keeper_share": 0.0,
+    "protocol_share": 0.0,
+}
+_PRESET_SETS = (*_PRESET_DEFAULTS, "sizing", "target_health")
+"""``[liquidation]`` keys a ``preset`` replaces (a preset brings its own)."""
+
 SIZINGS = ("all", "close-factor", "target-health")
 """``[liquidation] sizing``: close the whole account, Aave v3's close factor (50% above
 health 0.95), or just enough to restore ``target_health``."""
@@ -115,6 +125,7 @@ class Scenario:
     vol: float
     margin_model: str
     mechanism: str
+    preset: str | None
     sizing: str
     target_health: float
     penalty_rate: int
@@ -176,6 +187,16 @@ def load_scenario(path: str | Path) -> Scenario:
         raise InvalidArgument(
             f"{mg.where}: model={margin_model!r}; available: {', '.join(MARGIN_MODELS)}"
         )
+    preset_name = lq.get("preset", str) if "preset" in lq.data else None
+    if preset_name is not None:
+        preset(preset_name)  # refuses an unknown name, listing the known ones
+        clash = sorted(k for k in _PRESET_SETS if k in lq.data)
+        if clash:
+            raise InvalidArgument(
+                f"{lq.where}: preset={preset_name!r} sets the mechanism and its rates; "
+                f"remove {clash}"
+            )
+        lq.data.update(_PRESET_DEFAULTS)
     mechanism = lq.get("mechanism", str)
     if mechanism not in MECHANISMS:
         raise InvalidArgument(
@@ -223,6 +244,7 @@ def load_scenario(path: str | Path) -> Scenario:
         vol=mg.get("vol", float, 0.01, 5.0),
         margin_model=margin_model,
         mechanism=mechanism,
+        preset=preset_name,
         sizing=sizing,
         target_health=target_health,
         penalty_rate=rate(lq.get("penalty_rate", float, 0, 1), "penalty_rate"),
