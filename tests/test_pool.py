@@ -18,7 +18,7 @@ from liqeng.errors import InvalidArgument, Refused
 from liqeng.ids import AccountId, AssetId, InstrumentId
 from liqeng.ledger.core import Ledger
 from liqeng.ledger.model import AccountKind, AccountSpec, Transaction
-from liqeng.liquidation.base import SystemAccounts
+from liqeng.liquidation.base import LiquidationPlan, SystemAccounts
 from liqeng.liquidation.keeper import KeeperReward
 from liqeng.liquidation.pool import BackstopPool
 from liqeng.market.instruments import Perpetual, SpotCollateral
@@ -43,6 +43,8 @@ def make_engine(
     *,
     fund_usd: int = 0,
     clock: SimClock | None = None,
+    bob_usd: int = 10**7,
+    depositor_usd: int = 10**5,
     **pool_params: Any,
 ) -> tuple[Engine, BackstopPool]:
     clock = clock or SimClock(0)
@@ -65,10 +67,12 @@ def make_engine(
     ]:
         led.open_account(AccountSpec(acc, kind))
     led.list_instrument(PERP.spec())
-    deposit(led, "d-bob", BOB, 10**7 * USD)
+    if bob_usd:
+        deposit(led, "d-bob", BOB, bob_usd * USD)
     deposit(led, "d-keeper", KEEPER, 10**6 * USD)
     for d in (D1, D2, D3):
-        deposit(led, f"d-{d}", d, 10**5 * USD)
+        if depositor_usd:
+            deposit(led, f"d-{d}", d, depositor_usd * USD)
     if fund_usd:
         deposit(led, "d-fund", SYS.insurance_fund, fund_usd * USD)
     params: dict[str, Any] = {
@@ -400,6 +404,7 @@ def test_refusals_and_bad_config(tmp_path: Path) -> None:
         ({"keeper_reward": {"tipp": 1}}, "tipp"),
         ({"keeper_reward": 3}, "keeper_reward=3"),
         ({"account": "nope"}, "account='nope'"),
+        ({"redistribute": 1}, "redistribute=1"),
     ]
     for bad, match in bad_configs:
         with pytest.raises(InvalidArgument, match=match):
@@ -415,6 +420,195 @@ def test_refusals_and_bad_config(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="unknown"):
         other.deposit(engine.ledger, D1, 1, "x-1")
     assert BackstopPool().name == "backstop-pool"
+
+
+# ------------------------------------------------------------- redistribution
+
+REDISTRIBUTION_KEYS = {
+    "bad_debt_socialised",
+    "redistribution_haircuts",
+    "collateral_redistributed",
+    "collateral_to_holders",
+}
+
+
+def redistribution_engine(
+    path: Path, holders: dict[AccountId, int], *, fund_usd: int = 0, **pool_params: Any
+) -> tuple[Engine, BackstopPool]:
+    """D1 deposits 600 (all it has) in the pool; ``holders`` (USD) are the only other user
+    accounts with quote, besides Alice and the keeper (Bob and D1 hold none)."""
+    engine, mech = make_engine(path, fund_usd=fund_usd, bob_usd=0, depositor_usd=0, **pool_params)
+    deposit(engine.ledger, "d-d1", D1, 600 * USD)
+    for who, usd in holders.items():
+        deposit(engine.ledger, f"d-{who}", who, usd * USD)
+    mech.deposit(engine, D1, 600 * USD, "sp-d1")
+    return engine, mech
+
+
+def test_redistribution_worked_example(tmp_path: Path) -> None:
+    engine, mech = redistribution_engine(
+        tmp_path / "p.sqlite", {D2: 3_000, D3: 1_000}, redistribute=True
+    )
+    led = engine.ledger
+    alice_underwater(engine)
+    plan = engine.liquidate(ALICE, KEEPER, "liq-1").plan
+    m = plan.transaction.memo
+    # as in the worked offset: debt D = 1,000, T = D + owed = 1,100, 1.1 WETH seized (worth
+    # 1,100 at the index); the pool (v1) offsets all its 600 and empties: d = 400 is left
+    assert (m["debt"], m["pool_offset"]) == (str(1_000 * USD), str(600 * USD))
+    # stakes: D2 3,000, D3 1,000 (B = 4,000; D1, Bob hold no quote, Alice and the keeper
+    # are left out); red = min(400, 4,000) = 400:
+    # h_D2 = 400·3,000/4,000 = 300, h_D3 = 400·1,000/4,000 = 100 (no leftover unit)
+    assert m["redistribution_haircuts"] == {D2: str(300 * USD), D3: str(100 * USD)}
+    assert (plan.bad_debt_covered, plan.bad_debt_socialised, plan.bad_debt_uncovered) == (
+        600 * USD,
+        400 * USD,
+        0,
+    )
+    assert m["bad_debt_socialised"] == str(400 * USD) and m["insurance_fund_cover"] == "0"
+    # collateral, cumulative floors over D = 1,000: pool ⌊1.1·600/1,000⌋ = 0.66 WETH;
+    # holders ⌊1.1·(600 + 400)/1,000⌋ − 0.66 = 0.44 WETH, split as the haircuts:
+    # D2 0.44·300/400 = 0.33, D3 0.44·100/400 = 0.11 (exact); the fund and bad debt get 0
+    assert m["collateral_to_pool"] == {WETH.id: str(66 * WEI // 100)}
+    assert m["collateral_redistributed"] == {WETH.id: str(44 * WEI // 100)}
+    assert m["collateral_to_holders"] == {
+        D2: {WETH.id: str(33 * WEI // 100)},
+        D3: {WETH.id: str(11 * WEI // 100)},
+    }
+    assert m["collateral_to_insurance_fund"] == {} and m["collateral_to_bad_debt"] == {}
+    # the ledger: D2 paid 300 USDC for 0.33 WETH (worth 330), D3 100 for 0.11 (110)
+    assert led.balance_units(D2, USDC.id) == 2_700 * USD
+    assert led.balance_units(D2, WETH.id) == 33 * WEI // 100
+    assert led.balance_units(D3, USDC.id) == 900 * USD
+    assert led.balance_units(D3, WETH.id) == 11 * WEI // 100
+    assert led.balance_units(ALICE, USDC.id) == 0
+    assert led.balance_units(ALICE, WETH.id) == 9 * WEI // 10
+    assert led.balance_units(SYS.bad_debt, USDC.id) == 0
+    assert led.balance_units(SYS.bad_debt, WETH.id) == 0
+    # the pool's side is the plain offset: emptied (epoch 1), D1 gains the 0.66 WETH
+    assert (mech.state.total, mech.state.epoch) == (0, 1)
+    assert mech.gains(D1) == {WETH.id: 66 * WEI // 100}
+    check_pool(engine, mech)
+    # the plan reads back from its memo, and the pool state restores from the log
+    from_memo = LiquidationPlan.from_transaction(plan.transaction)
+    assert from_memo == plan
+    fresh = BackstopPool()
+    fresh.restore(led)
+    assert (fresh.state, fresh.version) == (mech.state, mech.version)
+
+
+def test_redistribution_remainder_units(tmp_path: Path) -> None:
+    engine, mech = redistribution_engine(
+        tmp_path / "p.sqlite", {BOB: 1_000, D2: 1_000, D3: 1_000}, redistribute=True
+    )
+    led = engine.ledger
+    alice_underwater(engine, weth=WEI + 1)
+    plan = engine.liquidate(ALICE, KEEPER, "liq-1").plan
+    m = plan.transaction.memo
+    # 1 WETH + 1 wei is worth 1,000.000… < T = 1,100: all of it is seized; D = 1,000 still
+    assert m["collateral_seized"] == {WETH.id: str(WEI + 1)}
+    # quote: red = 400e6 over three equal stakes: ⌊400e6/3⌋ = 133,333,333 each, one unit
+    # left; the remainders tie, so it goes to the smallest id, t/bob
+    assert m["redistribution_haircuts"] == {
+        BOB: "133333334",
+        D2: "133333333",
+        D3: "133333333",
+    }
+    # collateral: pool ⌊(1e18 + 1)·0.6⌋ = 6e17; holders (1e18 + 1) − 6e17 = 4e17 + 1 wei;
+    # Bob ⌊(4e17 + 1)·133,333,334/4e8⌋ = 133,333,334e9 (remainder 133,333,334),
+    # D2, D3 133,333,333e9 (remainder 133,333,333): the 1 wei left goes to the largest
+    # remainder, Bob's
+    assert m["collateral_redistributed"] == {WETH.id: str(4 * 10**17 + 1)}
+    assert m["collateral_to_holders"] == {
+        BOB: {WETH.id: str(133_333_334 * 10**9 + 1)},
+        D2: {WETH.id: str(133_333_333 * 10**9)},
+        D3: {WETH.id: str(133_333_333 * 10**9)},
+    }
+    assert plan.bad_debt_socialised == 400 * USD and plan.bad_debt_uncovered == 0
+    assert led.balance_units(BOB, USDC.id) == 1_000 * USD - 133_333_334
+    check_pool(engine, mech)
+
+
+def test_redistribution_holders_too_poor_then_fund_then_uncovered(tmp_path: Path) -> None:
+    engine, mech = redistribution_engine(
+        tmp_path / "p.sqlite", {D2: 150, D3: 50}, fund_usd=100, redistribute=True
+    )
+    led = engine.ledger
+    alice_underwater(engine)
+    plan = engine.liquidate(ALICE, KEEPER, "liq-1").plan
+    m = plan.transaction.memo
+    # D = 1,000: the pool offsets 600; d = 400 > B = 200: each holder pays all it has
+    # (150 and 50, red = 200); the fund pays its 100; 100 is booked uncovered
+    assert m["redistribution_haircuts"] == {D2: str(150 * USD), D3: str(50 * USD)}
+    assert m["insurance_fund_cover"] == str(100 * USD)
+    assert (plan.bad_debt_covered, plan.bad_debt_socialised, plan.bad_debt_uncovered) == (
+        700 * USD,
+        200 * USD,
+        100 * USD,
+    )
+    # collateral, cumulative floors of 1.1 WETH: pool 1.1·600/1,000 = 0.66; holders
+    # 1.1·800/1,000 − 0.66 = 0.22 (D2 0.22·150/200 = 0.165, D3 0.055); fund
+    # 1.1·900/1,000 − 0.88 = 0.11; the bad-debt entry the last 0.11
+    assert m["collateral_to_holders"] == {
+        D2: {WETH.id: str(165 * WEI // 1000)},
+        D3: {WETH.id: str(55 * WEI // 1000)},
+    }
+    assert m["collateral_to_insurance_fund"] == {WETH.id: str(11 * WEI // 100)}
+    assert m["collateral_to_bad_debt"] == {WETH.id: str(11 * WEI // 100)}
+    assert led.balance_units(D2, USDC.id) == 0 and led.balance_units(D3, USDC.id) == 0
+    assert led.balance_units(SYS.insurance_fund, USDC.id) == 0
+    assert led.balance_units(SYS.bad_debt, USDC.id) == -100 * USD
+    assert led.balance_units(ALICE, USDC.id) == 0
+    check_pool(engine, mech)
+
+
+def test_redistribution_without_holders_callable(tmp_path: Path) -> None:
+    engine, mech = redistribution_engine(
+        tmp_path / "p.sqlite", {D2: 3_000, D3: 1_000}, redistribute=True
+    )
+    alice_underwater(engine)
+    positions = engine.ledger.positions_of(ALICE)
+    ctx = engine.context(ALICE, KEEPER, "liq-x", positions, engine.risk(ALICE), {"ETH"})
+    with_holders = mech.plan(ctx)
+    assert with_holders.bad_debt_socialised == 400 * USD
+    # no ``holders`` in the context: nothing to redistribute over, the 400 is uncovered
+    plan = mech.plan(replace(ctx, holders=None))
+    assert (plan.bad_debt_covered, plan.bad_debt_socialised, plan.bad_debt_uncovered) == (
+        600 * USD,
+        0,
+        400 * USD,
+    )
+    assert plan.transaction.memo["redistribution_haircuts"] == {}
+    # system accounts, the account and the keeper are never stakes, even if listed
+    odd = {SYS.insurance_fund: 10**9, ALICE: 10**9, KEEPER: 10**9, D2: 3_000 * USD}
+    plan = mech.plan(replace(ctx, holders=lambda: odd))
+    assert plan.transaction.memo["redistribution_haircuts"] == {D2: str(400 * USD)}
+
+
+def test_redistribute_false_is_unchanged(tmp_path: Path) -> None:
+    holders = {D2: 3_000, D3: 1_000}
+    on, _ = redistribution_engine(tmp_path / "on.sqlite", holders, redistribute=True)
+    off, mech = redistribution_engine(tmp_path / "off.sqlite", holders)
+    assert mech.redistribute is False
+    for engine in (on, off):
+        alice_underwater(engine)
+    plan_on = on.liquidate(ALICE, KEEPER, "liq-1").plan
+    plan = off.liquidate(ALICE, KEEPER, "liq-1").plan
+    m = plan.transaction.memo
+    # the holders are not touched: the 400 goes to the (empty) fund, then uncovered, with
+    # the 0.44 WETH to the bad-debt entry; the memo has none of the redistribution keys
+    assert (plan.bad_debt_covered, plan.bad_debt_socialised, plan.bad_debt_uncovered) == (
+        600 * USD,
+        0,
+        400 * USD,
+    )
+    assert set(plan_on.transaction.memo) - set(m) == REDISTRIBUTION_KEYS
+    assert not REDISTRIBUTION_KEYS & set(m)
+    assert m["collateral_to_bad_debt"] == {WETH.id: str(44 * WEI // 100)}
+    assert off.ledger.balance_units(D2, USDC.id) == 3_000 * USD
+    assert off.ledger.balance_units(D3, USDC.id) == 1_000 * USD
+    assert off.ledger.balance_units(SYS.bad_debt, USDC.id) == -400 * USD
+    check_pool(off, mech)
 
 
 # ------------------------------------------------------------------- property
@@ -440,22 +634,43 @@ OPS = st.one_of(
     keep=st.sampled_from([0, 1 * USD]),
     fund=st.sampled_from([0, 500]),
     rate=st.sampled_from([0, 5_500_000, 50_000_000]),
+    redistribute=st.booleans(),
+    poor=st.booleans(),
 )
 def test_conservation_property(
-    first: list[tuple[int, int]], ops: list[tuple[Any, ...]], keep: int, fund: int, rate: int
+    first: list[tuple[int, int]],
+    ops: list[tuple[Any, ...]],
+    keep: int,
+    fund: int,
+    rate: int,
+    redistribute: bool,
+    poor: bool,
 ) -> None:
     depositors = (D1, D2, D3)
     with tempfile.TemporaryDirectory() as tmp:
+        # poor: no Bob money and 1,000 per depositor, so the holders run short at times
         engine, mech = make_engine(
-            Path(tmp) / "p.sqlite", fund_usd=fund, keep=keep, penalty_rate=rate
+            Path(tmp) / "p.sqlite",
+            fund_usd=fund,
+            keep=keep,
+            penalty_rate=rate,
+            redistribute=redistribute,
+            bob_usd=0 if poor else 10**7,
+            depositor_usd=1_000 if poor else 10**5,
         )
         led = engine.ledger
+
+        def provide(who: AccountId, units: int, txid: str) -> None:
+            units = min(units, led.balance_units(who, USDC.id))
+            if units:
+                mech.deposit(engine, who, units, txid)
+
         for n, (who, usd) in enumerate(first):
-            mech.deposit(engine, depositors[who], usd * USD, f"first-{n}")
+            provide(depositors[who], usd * USD, f"first-{n}")
         for n, op in enumerate(ops):
             before = asset_sums(led)
             if op[0] == "deposit":
-                mech.deposit(engine, depositors[op[1]], op[2] * USD, f"op-{n}")
+                provide(depositors[op[1]], op[2] * USD, f"op-{n}")
             elif op[0] in ("withdraw", "claim"):
                 holder = depositors[op[1]]
                 if holder in mech.depositors():
@@ -484,7 +699,21 @@ def test_conservation_property(
                     m = plan.transaction.memo
                     debt = int(m["debt"])
                     event(f"pool op {m['pool']['op']}, uncovered {plan.bad_debt_uncovered > 0}")
-                    assert plan.bad_debt_covered + plan.bad_debt_uncovered == debt
+                    event(f"socialised {plan.bad_debt_socialised > 0}")
+                    socialised = plan.bad_debt_socialised
+                    assert plan.bad_debt_covered + socialised + plan.bad_debt_uncovered == debt
+                    if not redistribute:
+                        assert socialised == 0 and not REDISTRIBUTION_KEYS & set(m)
+                    else:
+                        cuts = m["redistribution_haircuts"]
+                        assert sum(int(h) for h in cuts.values()) == socialised
+                        got = sum(
+                            int(c.get(WETH.id, 0)) for c in m["collateral_to_holders"].values()
+                        )
+                        assert got == int(m["collateral_redistributed"].get(WETH.id, 0))
+                        if plan.bad_debt_uncovered:  # every holder paid all its quote
+                            event("redistributed, then uncovered")
+                            assert not engine._holders(victim, KEEPER)
             after = asset_sums(led)  # every liquidation and pool move conserves every asset
             assert all(after.get(a, 0) == before.get(a, 0) for a in {*before, *after})
             check_pool(engine, mech)

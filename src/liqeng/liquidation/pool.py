@@ -32,14 +32,38 @@ For a liquidatable account with quote cash ``c``, spot collateral balances ``X_a
 5. **Offset.** ``off = min(D, pool.max_offset())`` (``backstop``: ``total − min(keep,
    total)``; ``keep = 0`` is deployed Liquity v1, which may empty the pool and start a new
    epoch, ``keep = 10**18``-like is HEAD). The pool pays ``off`` to the account and burns it
-   from the deposits (``P`` falls); the rest ``D − off`` goes down the waterfall
-   (``settle.settle`` over the insurance fund only: ``from_fund = min(D − off, fund)``),
-   and what is left, ``uncovered``, is booked against ``ctx.system.bad_debt`` (the account
-   ends at cash 0, never negative). Whoever pays the debt gets the seized collateral pro
-   rata, with cumulative floors: ``pool_a = floor(u_a·off/D)``, ``fund_a =
-   floor(u_a·(off + from_fund)/D) − pool_a``, ``bad_a = u_a − pool_a − fund_a`` (Liquity's
-   ``collToSP = coll·debtToOffset/debt``; the uncovered part's collateral is a recovery held
-   by the bad-debt entry). Depositors gain ``pool_a`` through ``S[a]``.
+   from the deposits (``P`` falls); the rest ``D − off`` goes to the redistribution (5b,
+   ``red = 0`` without it), then down the waterfall (``settle.settle`` over the insurance
+   fund only: ``from_fund = min(D − off − red, fund)``), and what is left, ``uncovered``,
+   is booked against ``ctx.system.bad_debt`` (the account ends at cash 0, never negative).
+   Whoever pays the debt gets the seized collateral pro rata, with cumulative floors:
+   ``pool_a = floor(u_a·off/D)``, ``red_a = floor(u_a·(off + red)/D) − pool_a``, ``fund_a
+   = floor(u_a·(off + red + from_fund)/D) − pool_a − red_a``, ``bad_a = u_a − pool_a −
+   red_a − fund_a`` (Liquity's ``collToSP = coll·debtToOffset/debt``; the uncovered part's
+   collateral is a recovery held by the bad-debt entry). Depositors gain ``pool_a`` through
+   ``S[a]``.
+
+   5b. **Redistribution** (``redistribute=True``; Liquity's redistribution when the pool
+   cannot absorb the debt). With ``d = D − off > 0`` and ``ctx.holders`` given, the stakes
+   are ``b_i`` = the quote balances ``ctx.holders()`` reports (user accounts other than the
+   account and the keeper, ``b_i > 0``; system accounts are left out), ``B = Σ b_i``.
+   Holder ``i`` pays ``h_i`` quote to the account, ``loss.socialised_loss(d, b, …)``:
+   ``red = min(d, B)``, ``h_i = floor(red·b_i/B)`` and the ``red − Σ floor`` leftover units
+   one each to the largest remainders ``red·b_i mod B`` (ties: smaller account id), so
+   ``Σ h_i = red`` and ``h_i <= b_i`` (when ``B <= d`` each pays its whole balance). It
+   receives ``r_{i,a} = floor(red_a·h_i/red)`` of each asset, the ``red_a − Σ floor``
+   leftover units one each to the largest remainders ``red_a·h_i mod red`` (ties: smaller
+   account id), so ``Σ_i r_{i,a} = red_a`` exactly. ``d − red`` continues to the insurance
+   fund, then ``uncovered``. Unlike Liquity, whose ``L_ETH``/``L_LUSDDebt`` accumulators
+   leave the debt and the collateral *pending* on every active trove by its collateral
+   *stake* (``backstop.Redistribution``), this is *eager* (paid in the liquidation's own
+   transaction: the ledger has no pending debt to carry, and an account's debt is its
+   negative quote cash) and the stakes are *quote balances*, not collateral stakes: a
+   holder pays in quote from what it holds, so a holder is never charged more than its
+   balance and never pushed below zero. The collateral it gets, worth about
+   ``h_i·value(u)/D`` at the index (more than ``h_i`` when the seized collateral is worth
+   more than the debt, less when the account's collateral did not cover its debt), is its
+   compensation, as a trove's pending collateral is in Liquity.
 6. **No debt** (``D = 0``): the pool receives the quote ``paid`` and all of ``u_a`` as
    *gains*: ``S[a] += floor((x·PREC + err)/total)·P`` with ``P`` unchanged (the gain half
    of Liquity's offset; the quote is one more gain asset, paid out by ``claim``). With no
@@ -49,8 +73,12 @@ Plan figures: ``keeper_reward = R``; ``insurance_fee`` = the quote penalty that 
 insurance fund (no depositors); ``pool_fee`` = the quote penalty the depositors gained;
 ``protocol_fee = 0``; ``penalty = R + insurance_fee + pool_fee`` (the identity of
 ``LiquidationPlan``; the whole charge, ``penalty_charged``, and the collateral the pool
-received are in the memo); ``bad_debt_covered = off + from_fund``, ``bad_debt_uncovered``;
-``seized = max(c − final cash + floor(Σ value(u_a)), 0)``.
+received are in the memo); ``bad_debt_covered = off + from_fund``, ``bad_debt_socialised
+= red``, ``bad_debt_uncovered``, so ``D = covered + socialised + uncovered``; ``seized =
+max(c − final cash + floor(Σ value(u_a)), 0)``. With ``redistribute`` the memo also carries
+``bad_debt_socialised``, ``redistribution_haircuts`` (holder -> ``h_i``, non-zero only),
+``collateral_redistributed`` (asset -> ``red_a``) and ``collateral_to_holders`` (holder ->
+asset -> ``r_{i,a}``); without it the memo is as before.
 
 State and its life cycle
 ------------------------
@@ -70,9 +98,10 @@ ledger batch that rolled back. Invariants: the pool account's quote balance is
 deposits <= total``; per asset ``Σ gains <= held`` (every division floors against the
 depositor; the dust stays in the pool).
 
-Liquity's *redistribution* (``backstop.Redistribution``: the debt the pool cannot absorb
-shared among all other troves' stakes) is not offered: here the remainder goes to the
-insurance fund and the bad-debt entry.
+Liquity's *redistribution* is offered eagerly over quote balances (step 5b,
+``redistribute=True``; off by default: the remainder then goes to the insurance fund and
+the bad-debt entry). The redistribution moves no pool state: ``commit``/``restore`` are
+unchanged by it.
 """
 
 from __future__ import annotations
@@ -92,6 +121,7 @@ from liqeng.ledger.model import AccountKind, PositionChange, Posting, Transactio
 from liqeng.liquidation import backstop as bs
 from liqeng.liquidation.base import LiquidationContext, LiquidationPlan
 from liqeng.liquidation.keeper import KeeperReward
+from liqeng.liquidation.loss import socialised_loss
 from liqeng.liquidation.settle import settle
 from liqeng.liquidation.waterfall import Waterfall
 from liqeng.market.instruments import EuropeanOption, SpotCollateral
@@ -164,6 +194,32 @@ def _reward(state: bs.BackstopPool, gains: Mapping[AssetId, int]) -> bs.Backstop
     )
 
 
+def _haircuts(
+    ctx: LiquidationContext, holders: Mapping[AccountId, int], d: int
+) -> dict[AccountId, int]:
+    """What each holder pays of ``d`` (module doc, step 5b): ``socialised_loss`` over the
+    positive balances of ``holders`` (the account, the keeper and the system accounts left
+    out, should a custom ``ctx.holders`` name them); zero haircuts dropped."""
+    s = ctx.system
+    excluded = {ctx.account, ctx.keeper, s.insurance_fund, s.settlement, s.bad_debt}
+    excluded |= {s.fee_sink, s.backstop_pool}
+    stakes = {a: b for a, b in holders.items() if a not in excluded and b > 0}
+    sl = socialised_loss(d, stakes, s.bad_debt, ctx.quote)
+    return {a: h for a, h in sl.haircuts.items() if h}
+
+
+def _pro_rata(x: int, weights: Mapping[AccountId, int]) -> dict[AccountId, int]:
+    """``x`` split pro rata to positive ``weights``: ``floor(x·w_i/W)`` each, then the
+    ``x − Σ floor`` leftover units one each to the largest remainders ``x·w_i mod W``, ties
+    to the smaller account id. ``Σ == x``; every holder is returned, sorted by id."""
+    total = sum(weights.values())
+    out = {a: x * weights[a] // total for a in sorted(weights)}
+    left = x - sum(out.values())
+    for a in sorted(out, key=lambda a: (-(x * weights[a] % total), a))[:left]:
+        out[a] += 1
+    return out
+
+
 def _keeper_reward(value: object) -> KeeperReward:
     if value is None:
         return KeeperReward(tip=0, share=RATE_SCALE // 2)
@@ -186,7 +242,8 @@ class BackstopPool:
     ``MIN_LUSD_IN_SP``); ``precision`` (Liquity's ``DECIMAL_PRECISION``, a perfect square);
     ``account`` and ``quote`` (the pool's ledger account and quote asset id, learnt from the
     engine or the first liquidation when not given); ``name`` (the mechanism name the
-    memos carry; ``restore`` reads only its own)."""
+    memos carry; ``restore`` reads only its own); ``redistribute`` (share the debt the pool
+    cannot offset among the other users before the insurance fund, module doc, step 5b)."""
 
     def __init__(
         self,
@@ -198,12 +255,16 @@ class BackstopPool:
         account: str | None = None,
         quote: str | None = None,
         name: str = "backstop-pool",
+        redistribute: bool = False,
     ) -> None:
         self.penalty_rate = check_int("penalty_rate", penalty_rate, 0, RATE_SCALE)
         self.keeper_reward = _keeper_reward(keeper_reward)
         if not isinstance(name, str) or not name:
             raise InvalidArgument(f"name={name!r} must be a non-empty str")
         self.name = name
+        if not isinstance(redistribute, bool):
+            raise InvalidArgument(f"redistribute={redistribute!r} must be a bool")
+        self.redistribute = redistribute
         self.account = None if account is None else AccountId(check_id("account", account))
         self.quote = None if quote is None else AssetId(check_id("quote", quote))
         self._empty = bs.BackstopPool.new(precision, keep)
@@ -282,27 +343,37 @@ class BackstopPool:
         seized, seized_value = _seize(ctx, debt + owed)
         state = self._state
         off = min(debt, state.max_offset())
-        st = settle(replace(ctx, backstop_pool_balance=0), 0, debt - off, 0, 0, _FUND_ONLY)
+        cuts: dict[AccountId, int] = {}
+        if self.redistribute and debt > off and ctx.holders is not None:
+            cuts = _haircuts(ctx, ctx.holders(), debt - off)
+        red = sum(cuts.values())
+        st = settle(replace(ctx, backstop_pool_balance=0), 0, debt - off - red, 0, 0, _FUND_ONLY)
         from_fund, uncovered = st.covered, st.uncovered
         depositors = state.total > 0
         to_pool: dict[AssetId, int] = {}
+        to_holders: dict[AssetId, int] = {}
         to_fund: dict[AssetId, int] = {}
         to_bad: dict[AssetId, int] = {}
+        received: dict[AccountId, dict[AssetId, int]] = {}
         for spec in sorted(seized, key=lambda s: s.asset.id):
             u, a = seized[spec], spec.asset.id
             if debt:
                 p = u * off // debt
-                f = u * (off + from_fund) // debt - p
-                b = u - p - f
+                r = u * (off + red) // debt - p
+                f = u * (off + red + from_fund) // debt - p - r
+                b = u - p - r - f
             else:
-                p, f, b = (u, 0, 0) if depositors else (0, u, 0)
+                p, r, f, b = (u, 0, 0, 0) if depositors else (0, 0, u, 0)
             to_pool[a], to_fund[a], to_bad[a] = p, f, b
-            for acct, units in (
-                (ctx.account, -u),
-                (pool_acct, p),
-                (ctx.system.insurance_fund, f),
-                (ctx.system.bad_debt, b),
-            ):
+            moves = [(ctx.account, -u), (pool_acct, p)]
+            if cuts:
+                to_holders[a] = r
+                for holder, units in _pro_rata(r, cuts).items():
+                    moves.append((holder, units))
+                    if units:
+                        received.setdefault(holder, {})[a] = units
+            moves += [(ctx.system.insurance_fund, f), (ctx.system.bad_debt, b)]
+            for acct, units in moves:
                 if units:
                     postings.append(Posting(acct, spec.asset.units(units)))
         insurance_fee = 0 if depositors else paid
@@ -314,6 +385,9 @@ class BackstopPool:
             (ctx.system.insurance_fund, insurance_fee),
         )
         postings += [Posting(a, q.units(u)) for a, u in quote_moves if u]
+        for holder, h in cuts.items():  # the holders pay their haircuts to the account
+            if h:
+                postings += [Posting(holder, q.units(-h)), Posting(ctx.account, q.units(h))]
         postings += st.postings
         op: dict[str, Any] = {
             "account": pool_acct,
@@ -357,6 +431,13 @@ class BackstopPool:
             "collateral_to_bad_debt": _text(to_bad),
             "pool": op,
         }
+        if self.redistribute:
+            memo |= {
+                "bad_debt_socialised": str(red),
+                "redistribution_haircuts": {h: str(cuts[h]) for h in sorted(cuts) if cuts[h]},
+                "collateral_redistributed": _text(to_holders),
+                "collateral_to_holders": {h: _text(received[h]) for h in sorted(received)},
+            }
         tx = Transaction(ctx.tx_id, "liquidation", tuple(postings), tuple(changes), memo)
         return LiquidationPlan(
             tx,
@@ -368,6 +449,7 @@ class BackstopPool:
             0,
             covered,
             uncovered,
+            red,
             pool_fee=pool_fee,
         )
 
