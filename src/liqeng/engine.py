@@ -19,6 +19,7 @@ shares with the ledger and the reports come from the driver.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -57,6 +58,15 @@ from liqeng.risk.scenario_scan import candidates as scenario_candidates
 from liqeng.units import RATE_SCALE, Asset, check_int, mul_div_up
 
 __all__ = ["BatchReport", "Engine", "Liquidation", "SelfLiquidation", "StepReport"]
+
+
+def _txid(prefix: str, account: AccountId) -> str:
+    """``"{prefix}:{account}"``, or ``"{prefix}:h-{sha256(account)[:40]}"`` when that would
+    pass the 191 characters a transaction id may have."""
+    txid = f"{prefix}:{account}"
+    if len(txid) <= 191:
+        return txid
+    return f"{prefix}:h-{hashlib.sha256(account.encode()).hexdigest()[:40]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,11 +385,12 @@ class Engine:
         (by ``(health, account id)``, across markets), until ``max_count`` liquidations or
         ``max_notional`` notional closed (the last one partial if the mechanism sizes by
         ``max_notional``). Each item is its own ledger transaction (id
-        ``"{batch_id}:{account}"``) re-checked at execution; a refused item is reported and
+        ``"{batch_id}:{account}"``, or a hash of the account when that is too long)
+        re-checked at execution; a refused item is reported and
         leaves the others applied and itself untouched."""
         if self.ledger.accounts.get(keeper) is not AccountKind.USER:
             raise InvalidArgument(f"keeper={keeper!r} is not an open user account")
-        tx_id(f"{batch_id}:x")
+        tx_id(f"{batch_id}:h-{'0' * 40}")
         if max_count is not None:
             check_int("max_count", max_count, 1)
         if max_notional is not None:
@@ -395,7 +406,7 @@ class Engine:
                 left = self._work(
                     self._liquidatable(),
                     keeper,
-                    lambda a: f"{batch_id}:{a}",
+                    lambda a: _txid(batch_id, a),
                     done,
                     refused,
                     max_count,
@@ -427,15 +438,23 @@ class Engine:
     ) -> int | None:
         """Liquidate ``eligible`` in order with ``keeper`` under the budget; returns the
         notional budget left. With ``savepoints`` each item runs in a nested batch."""
+        touched = False  # an earlier item changed other accounts (ADL, a haircut)
         for _, account, positions, risk, _, _ in eligible:
             if (max_count is not None and len(done) >= max_count) or budget == 0:
                 break
             if account == keeper or self.holds(account) is not None:
                 continue  # a keeper cannot liquidate itself; a held account is taken over
             try:
-                # other accounts' liquidations leave this one's state and the prices
-                # untouched: the risk found eligible is still current (a replayed step gets
-                # the ledger's answer for a used txid)
+                # a plain liquidation leaves other accounts and the prices untouched: the
+                # risk found eligible is still current (a replayed step gets the ledger's
+                # answer for a used txid); after ADL or a socialised haircut it is read again
+                if touched:
+                    positions = self.ledger.positions_of(account)
+                    if not positions:
+                        continue
+                    risk, why = self.eligible(account, positions)
+                    if why is not None:
+                        continue
                 markets = {self._instrument(i).underlying for i in positions}
                 args = (account, keeper, txid_of(account), positions, risk, markets, budget)
                 if savepoints:
@@ -451,7 +470,11 @@ class Engine:
             except Refused as exc:
                 refused.append((account, exc.code))
                 continue
+            except Unsettled:
+                refused.append((account, "liquidation/unsettled"))
+                continue
             done.append(liq)
+            touched |= bool(liq.plan.bad_debt_deleveraged or liq.plan.bad_debt_socialised)
             if budget is not None:
                 budget = max(budget - liq.plan.notional, 0)
         return budget
@@ -566,7 +589,9 @@ class Engine:
         mech = self.mechanism if mechanism is None else mechanism
         plan = mech.plan(ctx)
         room = None if throttle is None else throttle.loss_room(now)
-        if room is not None and plan.bad_debt_covered > room:
+        # the first cover in a block may pass the limit: else a loss above it never clears
+        first = room is not None and room > 0 and room == throttle.limits.max_loss_per_block  # type: ignore[union-attr]
+        if room is not None and plan.bad_debt_covered > room and not first:
             raise Refused(
                 "liquidation/block-loss-limit",
                 f"{account}: covering bad debt {plan.bad_debt_covered} passes what this "
@@ -579,6 +604,8 @@ class Engine:
                 commit(plan)
             if throttle is not None:
                 throttle.record(now, by_market, plan.notional, plan.bad_debt_covered)
+            if sl is not None and not self.risk(account).is_liquidatable:
+                self._eligible_since.pop(account, None)  # healthy: a later fall reopens
         return Liquidation(account, receipt.seq, receipt.created, plan)
 
     def context(
@@ -739,8 +766,9 @@ class Engine:
                 candidates = [account for _, account, _, _, _, _ in eligible]
                 self._eligible_since = {a: since.get(a, now) for a in candidates}
                 if keeper is not None:
-                    self.ledger.prefetch(f"liq:{now}:{a}" for a in candidates if a != keeper)
-                    self._work(eligible, keeper, lambda a: f"liq:{now}:{a}", liquidations, refused)
+                    prefix = f"liq:{now}"
+                    self.ledger.prefetch(_txid(prefix, a) for a in candidates if a != keeper)
+                    self._work(eligible, keeper, lambda a: _txid(prefix, a), liquidations, refused)
         except BaseException:
             self.index_prices, self.prices_ts, self.settlements, self.bands, self._history = (
                 previous
@@ -818,7 +846,10 @@ class Engine:
                 continue
             if any(self._instrument(i).underlying not in self.index_prices for i in positions):
                 continue
-            risk, why = self.eligible(account, positions)
+            try:
+                risk, why = self.eligible(account, positions)
+            except Unsettled:  # expired since the last step, which settles it
+                continue
             if why is None:
                 n, d = risk.health_ratio
                 found.append((n / d, account, positions, risk, n, d))
@@ -910,7 +941,8 @@ class Engine:
         notional = np.bincount(book.account, per, minlength=len(book.account_ids)).astype(
             np.float64
         )
+        n_positions = np.bincount(book.account, minlength=len(book.account_ids)).astype(np.float64)
         extra: npt.NDArray[np.float64] = np.zeros(len(book.account_ids))
         for s in surcharges:
-            extra += s.bound(notional)
+            extra += s.bound(notional, n_positions)
         return extra

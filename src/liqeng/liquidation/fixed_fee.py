@@ -169,7 +169,10 @@ class FixedFee:
         f = Fraction(1)
         if not isinstance(self.sizing, CloseAll) or ctx.max_notional is not None:
             whole = sum(_notional(ctx, iid, pos.size) for iid, pos in ctx.positions.items())
-            f = close_fraction(self.sizing, ctx.risk, whole, rate, self.dust, ctx.max_notional)
+            fixed = 0 if self.surcharge is None else self.surcharge.fixed
+            f = close_fraction(
+                self.sizing, ctx.risk, whole, rate, self.dust, ctx.max_notional, fixed
+            )
         if f < 1 and not uniform_slice(ctx.positions, f):
             if ctx.max_notional is not None:  # the limit allows less than one base unit
                 raise Refused(
@@ -178,7 +181,9 @@ class FixedFee:
                 )
             f = Fraction(1)
         if f < 1:
-            partial = self._plan(ctx, f, rate)
+            # a target is a floor: round each slice up unless a limit caps the notional
+            up = isinstance(self.sizing, TargetHealth) and ctx.max_notional is None
+            partial = self._plan(ctx, f, rate, round_up=up)
             if partial is not None:
                 return partial
         plan = self._plan(ctx, Fraction(1), rate)
@@ -214,6 +219,7 @@ class FixedFee:
         rate: int,
         chosen: dict[InstrumentId, int] | None = None,
         discount: int | None = None,
+        round_up: bool = False,
     ) -> LiquidationPlan | None:
         """The plan closing ``f`` of the account (or the ``chosen`` sizes, for the
         penalty ``discount``), or ``None`` when a partial close would leave the account in
@@ -245,6 +251,11 @@ class FixedFee:
             closed = chosen
         elif f == 1:
             closed = {iid: ctx.positions[iid].size for iid in sorted(ctx.positions)}
+        elif round_up:
+            closed = {
+                iid: min(math.ceil(abs(p.size) * f), abs(p.size)) * (1 if p.size > 0 else -1)
+                for iid, p in sorted(ctx.positions.items())
+            }
         else:
             closed = uniform_slice(ctx.positions, f)
         notional = sum(_notional(ctx, iid, size) for iid, size in closed.items())

@@ -7,10 +7,12 @@ With ``N`` the account's notional, ``MM`` its maintenance margin, ``H = equity /
 * ``CloseAll``: ``f = 1``.
 * ``CloseFactor(bands)``: ``f = close_factor_by_health(H, bands)`` (Aave v3: 50% above
   ``H = 0.95``, 100% at or below it).
-* ``TargetHealth(target)``: the least ``f`` that restores ``target`` after the penalty,
-  ``f = (T - H) / (T - p / m)`` with ``m = MM / N`` the account's own requirement per unit of
-  notional (``sizing.target_health_close``; exact for a requirement linear in the sizes,
-  1 when closing can never reach ``T``).
+* ``TargetHealth(target)``: the least ``f`` that restores ``target`` after the penalty.
+  With the requirement ``MM = V + F``, ``V`` proportional to the sizes and ``F`` a fixed
+  part (a keeper reward's tip and gas reserved in it), closing ``f`` leaves
+  ``(E - f·p·N) / ((1 - f)·V + F)``, so ``f = (T·MM - E) / (T·V - p·N)`` (exact for a
+  requirement linear in the sizes; 1 when closing can never reach ``T``). The mechanism
+  rounds each closed size up, so the target is reached, not missed by a unit.
 
 Then, in this order: a remnant notional ``(1 - f)·N`` below ``dust.min_value`` closes
 everything instead (``TAKE_ALL``) or is refused (``REFUSE``); and the engine's throughput
@@ -25,12 +27,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from liqeng.errors import InvalidArgument, Refused
-from liqeng.liquidation.sizing import (
-    CloseFactorBands,
-    DustRule,
-    close_factor_by_health,
-    target_health_close,
-)
+from liqeng.liquidation.sizing import CloseFactorBands, DustRule, close_factor_by_health
 from liqeng.risk.margin import AccountRisk
 from liqeng.units import RATE_SCALE, check_int
 
@@ -75,18 +72,22 @@ def close_fraction(
     penalty_rate: int,
     dust: DustRule | None = None,
     max_notional: int | None = None,
+    fixed: int = 0,
 ) -> Fraction:
-    """``f`` in ``(0, 1]`` (module doc); ``Refused("liquidation/throttled")`` when
-    ``max_notional`` is 0."""
+    """``f`` in ``(0, 1]`` (module doc; ``fixed`` is the part of the requirement that does
+    not scale with the sizes); ``Refused("liquidation/throttled")`` when ``max_notional``
+    is 0."""
     n = check_int("notional", notional, 0)
     if isinstance(sizing, CloseAll) or n == 0:
         f = Fraction(1)
     elif isinstance(sizing, CloseFactor):
         f = close_factor_by_health(risk.health, sizing.bands)
     elif isinstance(sizing, TargetHealth):
-        mm = risk.maintenance_margin
-        m = min(max(-(-mm * RATE_SCALE // n), 1), RATE_SCALE)
-        f = target_health_close(risk.equity, mm, Fraction(sizing.target), penalty_rate, m).fraction
+        t, mm = Fraction(sizing.target), risk.maintenance_margin
+        v = mm - min(check_int("fixed", fixed, 0), mm)
+        num = t * mm - risk.equity
+        den = t * v - Fraction(penalty_rate * n, RATE_SCALE)
+        f = Fraction(1) if den <= 0 or num >= den else max(num / den, Fraction(0))
         f = f if f > 0 else Fraction(1)
     else:
         raise InvalidArgument(f"sizing={sizing!r} must be CloseAll, CloseFactor or TargetHealth")

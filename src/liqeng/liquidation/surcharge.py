@@ -45,8 +45,12 @@ class Surcharge:
         """The exact surcharge of an account of ``notional``."""
         return min(self.cap, self.fixed + mul_div_up(notional, self.rate, RATE_SCALE))
 
-    def bound(self, notional: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """An upper bound of ``of`` for float notionals within a relative 1e-9 of the exact
-        ones (the screen's)."""
-        x = notional * (self.rate / RATE_SCALE * (1 + 1e-9)) + (self.fixed + 2)
+    def bound(
+        self, notional: npt.NDArray[np.float64], n_positions: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float64]:
+        """An upper bound of ``of`` for accounts of ``n_positions`` positions whose float
+        notionals are within a relative 1e-9 of ``Σ |size|·index`` (the screen's): the
+        exact notional rounds each position up, less than one unit more per position."""
+        rate = self.rate / RATE_SCALE * (1 + 1e-9)
+        x = (notional + n_positions) * rate + (self.fixed + 2)
         return np.minimum(x, float(self.cap) + 1.0)

@@ -24,9 +24,10 @@ short matrices, ``np.bincount`` or ``np.add.reduceat`` (see benchmarks/scan_benc
 A third column carries a *gross* exposure ``Σ |q|·(mark + S + strike)`` (plus
 ``|cash| + Σ_perp |q|·entry``), from which each account's float error bound is derived::
 
-    error_bound = n_positions + 1 + 2**-50 · (n_positions + 64) · gross
+    error_bound = 2·n_positions + 1 + 2**-50 · (n_positions + 64) · gross
 
-It covers the per-position floor/ceil of the exact path (< 1 unit each) and the float
+It covers the per-position floor of each value and ceil of each requirement on the exact
+path (< 1 unit each, so < 2 units per position between equity and requirement) and the float
 rounding of every product and sum (each term has a relative error of a few ``2**-53``;
 summation adds at most ``n·2**-53`` of the gross). ``candidates`` screens in every account
 with ``equity < maintenance_margin·(1 + rel_band) + abs_band + error_bound``, so with zero
@@ -405,7 +406,7 @@ class Book:
         n_pos = np.bincount(acc, minlength=n_a).astype(np.float64)
 
         slope = (n_pos + 64.0) * _EPS_FACTOR
-        bound_base = n_pos + 1.0 + slope * gross
+        bound_base = 2.0 * n_pos + 1.0 + slope * gross
         indptr = np.zeros(n_a + 1, dtype=np.int64)
         np.cumsum(np.bincount(acc, minlength=n_a), out=indptr[1:])
         idx = np.int32 if max(2 * n_i, int(indptr[-1])) < 2**31 else np.int64

@@ -160,7 +160,7 @@ def run(
     for n, (ts, reports) in enumerate(w.path[1:], start=2):
         w.clock.set(ts)
         step = w.engine.step(reports, keeper=w.keeper)
-        done = [liq.plan for liq in step.liquidations if liq.plan.transaction.kind != KICK]
+        done = [liq.plan for liq in step.liquidations]
         if isinstance(w.engine.mechanism, DutchAuction):
             taken, not_taken = _take_auctions(w.engine, w.engine.mechanism, w.keeper, ts)
             done += taken
@@ -194,7 +194,7 @@ def run(
         rejected_reports=rejected,
         feed_degraded_steps=health[FeedHealth.DEGRADED],
         feed_halted_steps=health[FeedHealth.HALTED],
-        liquidations=len(plans),
+        liquidations=sum(p.transaction.kind != KICK for p in plans),  # a kick sells nothing
         refused_liquidations=refused,
         notional=sum(p.notional for p in plans),
         seized=sum(p.seized for p in plans),
