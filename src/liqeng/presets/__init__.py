@@ -5,13 +5,23 @@ protocol's own vocabulary as a thin API. ``PRESETS`` maps names to presets."""
 from __future__ import annotations
 
 from liqeng.errors import InvalidArgument
-from liqeng.presets import dydx, hyperliquid, liquity, lyra, maker
+from liqeng.presets import aave, compound, dydx, hyperliquid, liquity, lyra, maker
 from liqeng.presets.base import Preset
 
 __all__ = ["PRESETS", "Preset", "preset"]
 
 PRESETS: dict[str, Preset] = {
-    p.name: p for p in (maker.PRESET, liquity.PRESET, lyra.PRESET, dydx.PRESET, hyperliquid.PRESET)
+    p.name: p
+    for p in (
+        maker.PRESET,
+        aave.PRESET,
+        aave.PRESET_V4,
+        liquity.PRESET,
+        compound.PRESET,
+        lyra.PRESET,
+        dydx.PRESET,
+        hyperliquid.PRESET,
+    )
 }
 
 
