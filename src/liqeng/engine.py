@@ -580,7 +580,7 @@ class Engine:
         by_market: dict[str, int] = {}
         if throttle is not None:
             by_market = self._by_market(positions, self.index_prices)
-            allowed = throttle.allowed(now, by_market, self.liquidity)
+            allowed = throttle.allowed(now, by_market, self.liquidity, account)
             if allowed is not None:
                 cap = allowed if cap is None else min(cap, allowed)
         if cap == 0:
@@ -588,7 +588,7 @@ class Engine:
         ctx = self.context(account, keeper, txid, positions, risk, markets, cap)
         mech = self.mechanism if mechanism is None else mechanism
         plan = mech.plan(ctx)
-        room = None if throttle is None else throttle.loss_room(now)
+        room = None if throttle is None else throttle.loss_room(now, account)
         # the first cover in a block may pass the limit: else a loss above it never clears
         first = room is not None and room > 0 and room == throttle.limits.max_loss_per_block  # type: ignore[union-attr]
         if room is not None and plan.bad_debt_covered > room and not first:
@@ -603,7 +603,7 @@ class Engine:
             if commit is not None:
                 commit(plan)
             if throttle is not None:
-                throttle.record(now, by_market, plan.notional, plan.bad_debt_covered)
+                throttle.record(now, by_market, plan.notional, plan.bad_debt_covered, account)
             if sl is not None and not self.risk(account).is_liquidatable:
                 self._eligible_since.pop(account, None)  # healthy: a later fall reopens
         return Liquidation(account, receipt.seq, receipt.created, plan)

@@ -4,7 +4,9 @@ is worked off without dumping more than the market can absorb.
 * Per block (``block = now // block_s``), as dYdX v4: at most ``max_notional_per_block``
   notional closed over all markets, and at most ``max_loss_per_block`` of bad debt covered
   by the funded stages (insurance fund, backstop pool); a liquidation that would cover more
-  waits for the next block.
+  waits for the next block (the first cover in a block may pass it, else a larger loss
+  would never clear). With ``per_account`` both count one account's liquidations only
+  (dYdX's subaccount block limits); otherwise all accounts'.
 * Per market and rolling window ``(now - window_s, now]``, as Synthetix v3: a capacity of
   ``capacity_share · liquidity[m]`` notional, ``liquidity[m]`` the driver's figure for
   what market ``m`` absorbs per window (its order-book depth or AMM liquidity, quote units).
@@ -41,8 +43,11 @@ class Limits:
     max_loss_per_block: int | None = None
     window_s: int = 60
     capacity_share: int | None = None
+    per_account: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.per_account, bool):
+            raise InvalidArgument(f"per_account={self.per_account!r} must be a bool")
         check_int("block_s", self.block_s, 1)
         check_int("window_s", self.window_s, 1)
         for name in ("max_notional_per_block", "max_loss_per_block"):
@@ -56,6 +61,7 @@ class Limits:
 @dataclass(frozen=True, slots=True)
 class _Used:
     ts: int
+    account: str
     by_market: tuple[tuple[str, int], ...]
     notional: int
     loss: int
@@ -82,20 +88,24 @@ class Throttle:
         self._used = tuple(u for u in self._used if u.ts > now - horizon)
         return self._used
 
-    def _block(self, now: int) -> tuple[_Used, ...]:
-        b = now // self.limits.block_s
-        return tuple(u for u in self._recent(now) if u.ts // self.limits.block_s == b)
+    def _block(self, now: int, account: str) -> tuple[_Used, ...]:
+        b, mine = now // self.limits.block_s, self.limits.per_account
+        return tuple(
+            u
+            for u in self._recent(now)
+            if u.ts // self.limits.block_s == b and (not mine or u.account == account)
+        )
 
     def allowed(
-        self, now: int, by_market: Mapping[str, int], liquidity: Mapping[str, int]
+        self, now: int, by_market: Mapping[str, int], liquidity: Mapping[str, int], account: str
     ) -> int | None:
-        """The most notional an account with notional ``by_market`` (market -> notional)
-        may close now (module doc); ``None`` when nothing limits it."""
+        """The most notional ``account``, with notional ``by_market`` (market ->
+        notional), may close now (module doc); ``None`` when nothing limits it."""
         lim = self.limits
         total = sum(by_market.values())
         allowed: int | None = None
         if lim.max_notional_per_block is not None:
-            used = sum(u.notional for u in self._block(now))
+            used = sum(u.notional for u in self._block(now, account))
             allowed = max(lim.max_notional_per_block - used, 0)
         if lim.capacity_share is not None:
             recent = [u for u in self._recent(now) if u.ts > now - lim.window_s]
@@ -115,18 +125,21 @@ class Throttle:
                 allowed = room if allowed is None else min(allowed, room)
         return allowed
 
-    def loss_room(self, now: int) -> int | None:
-        """Bad debt the funded stages may still cover in this block (``None``: no limit)."""
+    def loss_room(self, now: int, account: str) -> int | None:
+        """Bad debt the funded stages may still cover in this block for ``account``
+        (``None``: no limit)."""
         cap = self.limits.max_loss_per_block
         if cap is None:
             return None
-        return max(cap - sum(u.loss for u in self._block(now)), 0)
+        return max(cap - sum(u.loss for u in self._block(now, account)), 0)
 
-    def record(self, now: int, by_market: Mapping[str, int], notional: int, loss: int) -> None:
+    def record(
+        self, now: int, by_market: Mapping[str, int], notional: int, loss: int, account: str
+    ) -> None:
         """Count a committed liquidation that closed ``notional`` (split over markets as the
         account's ``by_market``, rounded up) and covered ``loss`` from funded stages."""
         total = sum(by_market.values())
         split = tuple(
             (m, -(-notional * n_m // total) if total else 0) for m, n_m in sorted(by_market.items())
         )
-        self._used = (*self._recent(now), _Used(now, split, notional, loss))
+        self._used = (*self._recent(now), _Used(now, account, split, notional, loss))

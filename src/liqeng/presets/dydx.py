@@ -409,12 +409,13 @@ def mechanism(config: LiquidationsConfig = GENESIS, fee_ppm: int | None = None) 
 def limits(config: LiquidationsConfig = GENESIS, block_s: int = BLOCK_S) -> Limits:
     """The engine's per-block limits from ``config``: at most ``max_notional_liquidated``
     closed and ``max_quantums_insurance_lost`` paid by the insurance fund per block of
-    ``block_s`` seconds (dYdX counts them per subaccount; the engine over all accounts)."""
+    ``block_s`` seconds, per subaccount (``per_account``) as dYdX counts them."""
     c = _config(config)
     return Limits(
         block_s=block_s,
         max_notional_per_block=c.max_notional_liquidated,
         max_loss_per_block=c.max_quantums_insurance_lost,
+        per_account=True,
     )
 
 
@@ -425,8 +426,8 @@ PRESET: Final = Preset(
     reproduces=("DYDX-10", "DYDX-11", "DYDX-12", "DYDX-13"),
     simplifies=(
         "closes the whole account to the keeper at the oracle price (no order book, "
-        "fillable-price spread or 10% position portion); block limits count over all "
-        "accounts, not per subaccount; deleveraging starts at index 0, not a random one"
+        "fillable-price spread or 10% position portion); deleveraging starts at index 0, "
+        "not a random one"
     ),
     limits=limits(),
 )

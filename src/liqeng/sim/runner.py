@@ -196,7 +196,7 @@ def run(
         feed_halted_steps=health[FeedHealth.HALTED],
         liquidations=sum(p.transaction.kind != KICK for p in plans),  # a kick sells nothing
         refused_liquidations=refused,
-        notional=sum(p.notional for p in plans),
+        notional=sum(p.notional for p in plans if p.transaction.kind != KICK),
         seized=sum(p.seized for p in plans),
         penalties=sum(p.penalty for p in plans),
         keeper_rewards=sum(p.keeper_reward for p in plans),
