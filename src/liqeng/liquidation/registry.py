@@ -14,6 +14,7 @@ from typing import Any, Final
 from liqeng.errors import InvalidArgument
 from liqeng.liquidation.base import Mechanism
 from liqeng.liquidation.dutch_auction import DutchAuction
+from liqeng.liquidation.english_auction import EnglishAuction
 from liqeng.liquidation.fixed_fee import FixedFee
 from liqeng.liquidation.pool import BackstopPool
 
@@ -23,6 +24,7 @@ MECHANISMS: Final[dict[str, Callable[..., Mechanism]]] = {
     "fixed-fee": FixedFee,
     "dutch-auction": DutchAuction,
     "backstop-pool": BackstopPool,
+    "english-auction": EnglishAuction,
 }
 
 

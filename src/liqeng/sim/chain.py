@@ -14,9 +14,10 @@ block has come (the latency between a keeper seeing a state and its transaction 
 builder) and while ``max_fee >= base``; it then pays ``base + min(tip, max_fee − base)``
 per gas. The builder takes transactions by effective tip (highest first; then the earlier
 ``ready``, then the id), other users' demand included, while they fit the block. Other
-users' demand is a ``Demand(gas, tip)`` per block, raised by ``Congestion`` episodes (a
-crowd bidding ``tip`` for ``gas`` per block between two blocks): a keeper outbids them or
-waits. A transaction still pending ``ttl`` blocks after it became ready is dropped.
+users' demand is a ``Demand(gas, tip, max_fee)`` per block, raised by ``Congestion``
+episodes (a crowd bidding ``tip`` for ``gas`` per block between two blocks, while the base
+fee is at most its ``max_fee``): a keeper outbids them or waits. A transaction still
+pending ``ttl`` blocks after it became ready is dropped.
 
 Nothing here reads a clock or a random generator: the driver owns both.
 """
@@ -66,31 +67,37 @@ class ChainParams:
 
 @dataclass(frozen=True, slots=True)
 class Demand:
-    """Other users' demand in a block: ``gas`` at priority ``tip`` (wei per gas)."""
+    """Other users' demand in a block: ``gas`` at priority ``tip`` (wei per gas), from
+    users who stop sending once the base fee passes ``max_fee``."""
 
     gas: int
     tip: int
+    max_fee: int = 1_000 * GWEI
 
     def __post_init__(self) -> None:
         check_int("gas", self.gas, 0)
         check_int("tip", self.tip, 0)
+        check_int("max_fee", self.max_fee, 0)
 
 
 @dataclass(frozen=True, slots=True)
 class Congestion:
     """From block ``start`` to block ``end`` (exclusive) a crowd bids ``tip`` for ``gas``
-    more gas per block (a mint, a market-wide panic, a gas spike)."""
+    more gas per block (a mint, a market-wide panic, a gas spike), up to a base fee of
+    ``max_fee``."""
 
     start: int
     end: int
     gas: int
     tip: int
+    max_fee: int = 1_000 * GWEI
 
     def __post_init__(self) -> None:
         check_int("start", self.start, 0)
         check_int("end", self.end, self.start)
         check_int("gas", self.gas, 0)
         check_int("tip", self.tip, 0)
+        check_int("max_fee", self.max_fee, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +189,9 @@ class Chain:
         """Other users' demand in block ``number``: the calm demand plus every congestion
         episode covering it."""
         out = [self.params.demand]
-        out += [Demand(c.gas, c.tip) for c in self.congestion if c.start <= number < c.end]
+        out += [
+            Demand(c.gas, c.tip, c.max_fee) for c in self.congestion if c.start <= number < c.end
+        ]
         return out
 
     def produce(self) -> Block:
@@ -193,7 +202,11 @@ class Chain:
         bids: list[tuple[int, int, int, str, int, Tx | None]] = [
             (-min(tx.tip, tx.max_fee - base), 1, tx.ready, tx.id, tx.gas, tx) for tx in ready
         ]
-        bids += [(-d.tip, 0, 0, "", d.gas, None) for d in self.demand(n) if d.gas]
+        bids += [
+            (-min(d.tip, d.max_fee - base), 0, 0, "", d.gas, None)
+            for d in self.demand(n)
+            if d.gas and d.max_fee >= base
+        ]
         bids.sort(key=lambda b: b[:4])
         used = 0
         included: list[tuple[Tx, int]] = []

@@ -6,6 +6,7 @@ together with the seed and the liqeng version.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import tomllib
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 from liqeng.errors import InvalidArgument
 from liqeng.liquidation.registry import MECHANISMS
 from liqeng.presets import preset
+from liqeng.sim.keepers import KeeperSpec
 from liqeng.sim.prices import source_name
 from liqeng.units import EXACT, RATE_SCALE
 
@@ -30,6 +32,13 @@ _PRESET_DEFAULTS: dict[str, Any] = {
 }
 _PRESET_SETS = (*_PRESET_DEFAULTS, "sizing", "target_health")
 """``[liquidation]`` keys a ``preset`` replaces (a preset brings its own)."""
+
+_TABLES = frozenset(
+    {
+        *("scenario", "prices", "oracle", "quote", "instruments", "margin", "liquidation"),
+        *("accounts", "system", "chain", "market", "keepers"),
+    }
+)
 
 SIZINGS = ("all", "close-factor", "target-health")
 """``[liquidation] sizing``: close the whole account, Aave v3's close factor (50% above
@@ -147,6 +156,94 @@ class Scenario:
     keeper_capital: int
     market_maker_capital: int
     backstop_pool: int
+    chain: ChainSpec | None = None
+    keepers: tuple[KeeperSpec, ...] = ()
+    market: MarketSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChainSpec:
+    """``[chain]``: the run goes block by block (``liqeng.sim.blocks``). Seconds per block,
+    gas limit, base fee at the start (gwei), the gas token's price in whole quote units
+    (``None``: the underlying's index, for an ETH market), and congestion episodes as
+    ``(start_s, end_s, gas per block, tip_gwei)`` from the start of the run."""
+
+    block_s: int
+    gas_limit: int
+    base_fee_gwei: float
+    gas_token_price: float | None
+    duration_s: int | None
+    congestion: tuple[tuple[int, int, int, float, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MarketSpec:
+    """``[market]``: where keepers sell what they take over. ``model`` "amm" (a constant
+    product pool of ``depth`` quote per side) or "depth" (linear impact: ``depth`` quote per
+    1% move, recovering ``resilience`` of the gap per block toward the path)."""
+
+    model: str
+    depth: float
+    resilience: float
+
+
+def _block_tables(
+    p: Path, doc: dict[str, Any]
+) -> tuple[ChainSpec | None, MarketSpec | None, tuple[KeeperSpec, ...]]:
+    """The optional ``[chain]``, ``[market]`` and ``[[keepers]]`` of a scenario."""
+    chain = market = None
+    if "chain" in doc:
+        ch = _Table(p, "chain", doc["chain"])
+        episodes = ch.get("congestion", list) if "congestion" in ch.data else []
+        congestion = []
+        for i, e in enumerate(episodes):
+            if not isinstance(e, dict):
+                raise InvalidArgument(f"{ch.where}: congestion[{i}] must be a table")
+            t = _Table(p, f"chain.congestion[{i}]", e)
+            congestion.append(
+                (
+                    t.get("start_s", int, 0, 10**9),
+                    t.get("end_s", int, 0, 10**9),
+                    t.get("gas", int, 0, 10**10),
+                    t.get("tip_gwei", float, 0, 1e6),
+                    t.get("max_fee_gwei", float, 0, 1e7) if "max_fee_gwei" in t.data else 1e3,
+                )
+            )
+            t.check_all_read()
+        gas_token = ch.data.get("gas_token_price")
+        chain = ChainSpec(
+            block_s=ch.get("block_s", int, 1, 3600),
+            gas_limit=ch.get("gas_limit", int, 21_000, 10**10),
+            base_fee_gwei=ch.get("base_fee_gwei", float, 0, 1e6),
+            gas_token_price=None
+            if gas_token is None
+            else ch.get("gas_token_price", float, 0, 1e12),
+            duration_s=ch.get("duration_s", int, 1, 10**9) if "duration_s" in ch.data else None,
+            congestion=tuple(congestion),
+        )
+        ch.check_all_read()
+    if "market" in doc:
+        mk = _Table(p, "market", doc["market"])
+        model = mk.get("model", str)
+        if model not in ("amm", "depth"):
+            raise InvalidArgument(f"{mk.where}: model={model!r}; available: amm, depth")
+        market = MarketSpec(
+            model,
+            mk.get("depth", float, 1, 1e15),
+            mk.get("resilience", float, 0, 1) if "resilience" in mk.data else 0.05,
+        )
+        mk.check_all_read()
+    keepers = []
+    for i, k in enumerate(doc.get("keepers", [])):
+        if not isinstance(k, dict):
+            raise InvalidArgument(f"{p.name}: keepers[{i}] must be a table")
+        try:
+            keepers.append(KeeperSpec(**k))
+        except TypeError as exc:
+            raise InvalidArgument(f"{p.name} [[keepers]] #{i}: {exc}") from None
+    if keepers and chain is None:
+        raise InvalidArgument(f"{p.name}: [[keepers]] need a [chain] to act in")
+    return chain, market, tuple(keepers)
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -166,6 +263,9 @@ def load_scenario(path: str | Path) -> Scenario:
             raise InvalidArgument(f"{p.name}: missing table [{name}]")
         return _Table(p, name, data)
 
+    unknown = sorted(set(doc) - _TABLES)
+    if unknown:
+        raise InvalidArgument(f"{p.name}: unknown table(s) {unknown}; known: {sorted(_TABLES)}")
     sc, pr, orc = table("scenario"), table("prices"), table("oracle")
     qt, ins, mg = table("quote"), table("instruments"), table("margin")
     lq, ac, sy = table("liquidation"), table("accounts"), table("system")
@@ -267,6 +367,8 @@ def load_scenario(path: str | Path) -> Scenario:
         market_maker_capital=sy.get("market_maker_capital", int, 0, 10**15),
         backstop_pool=sy.get("backstop_pool", int, 0, 10**15) if "backstop_pool" in sy.data else 0,
     )
+    chain, market, keepers = _block_tables(p, doc)
+    scenario = dataclasses.replace(scenario, chain=chain, market=market, keepers=keepers)
     for t in (sc, pr, orc, qt, ins, mg, lq, ac, sy):
         t.check_all_read()
     return scenario

@@ -1,0 +1,93 @@
+"""The block-by-block simulator: determinism, congestion, keepers racing, the market."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tests.test_sim import edited_quickstart
+
+from liqeng.errors import InvalidArgument
+from liqeng.sim.blocks import BlockRun, run_blocks
+from liqeng.sim.scenario import load_scenario
+
+CHAIN = """
+[chain]
+block_s = 12
+gas_limit = 30000000
+base_fee_gwei = 20
+duration_s = {duration}
+{congestion}
+
+[market]
+model = "amm"
+depth = 200000000
+
+[[keepers]]
+name = "fast"
+count = 2
+capital = 2000000
+latency = 1
+tip_gwei = {fast_tip}
+
+[[keepers]]
+name = "slow"
+count = 3
+capital = 500000
+latency = 2
+tip_gwei = 2
+failure_rate = 0.1
+"""
+
+# the quickstart's crash: ETH 200 -> 88 in the 36 hours from 2020-03-12
+CRASH = (
+    "congestion = [{start_s = 0, end_s = 172800, gas = 60000000, tip_gwei = 80,"
+    " max_fee_gwei = 20000}]"
+)
+
+
+def scenario(
+    tmp_path: Path, name: str, *, congestion: str = "", fast_tip: int = 100, accounts: int = 60
+) -> Path:
+    block = CHAIN.format(duration=2 * 86400, congestion=congestion, fast_tip=fast_tip)
+    path = edited_quickstart(tmp_path, f"{name}.toml", ("count = 300", f"count = {accounts}"))
+    path.write_text(path.read_text() + block)
+    return path
+
+
+def run(tmp_path: Path, path: Path, db: str) -> BlockRun:
+    return run_blocks(load_scenario(path), tmp_path / db)
+
+
+@pytest.mark.slow
+def test_same_seed_same_log_and_metrics(tmp_path: Path) -> None:
+    path = scenario(tmp_path, "a", congestion=CRASH)
+    a, b = run(tmp_path, path, "a.sqlite"), run(tmp_path, path, "b.sqlite")
+    assert a.liquidations > 0
+    assert (a.head, a.state_digest, a.metrics()) == (b.head, b.state_digest, b.metrics())
+
+
+@pytest.mark.slow
+def test_congestion_delays_keepers_that_do_not_outbid_it(tmp_path: Path) -> None:
+    # a crowd bids 80 gwei for twice the block's gas all through the crash, up to a base fee
+    # of 20,000 gwei: keepers at 2 gwei get in only when the crowd drops out, and by then a
+    # liquidation's gas (600k gas at ~20,000 gwei, ~1,800 USDC) is worth more than most
+    # accounts pay a keeper: they are left under water, as on Black Thursday
+    calm = run(tmp_path, scenario(tmp_path, "calm", fast_tip=2), "calm.sqlite")
+    jam = run(tmp_path, scenario(tmp_path, "jam", congestion=CRASH, fast_tip=2), "jam.sqlite")
+    assert jam.solvency_gap_account_s > 10 * calm.solvency_gap_account_s
+    assert jam.liquidations < calm.liquidations  # the rest were never reached in time
+    assert max(jam.base_fee_gwei) > 100 * max(calm.base_fee_gwei)
+    # racing keepers: only one wins each liquidation, the others pay gas for nothing
+    assert sum(k.won for k in calm.keepers) == calm.liquidations
+    assert any(k.refused for k in calm.keepers)
+
+
+def test_keepers_need_a_chain(tmp_path: Path) -> None:
+    path = edited_quickstart(tmp_path, "k.toml")
+    path.write_text(path.read_text() + '\n[[keepers]]\nname = "x"\n')
+    with pytest.raises(InvalidArgument, match=r"\[\[keepers\]\] need a \[chain\]"):
+        load_scenario(path)
+    path.write_text(path.read_text().replace('name = "x"', 'name = "x"\ntip_gwei = -1'))
+    with pytest.raises(InvalidArgument):
+        load_scenario(path)
