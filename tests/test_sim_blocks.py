@@ -91,3 +91,25 @@ def test_keepers_need_a_chain(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace('name = "x"', 'name = "x"\ntip_gwei = -1'))
     with pytest.raises(InvalidArgument):
         load_scenario(path)
+
+
+@pytest.mark.slow
+def test_cli_compares_mechanisms_in_a_table_a_report_and_json(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from liqeng.cli import app
+
+    path = scenario(tmp_path, "cmp", accounts=30)
+    path.write_text(path.read_text().replace("duration_s = 172800", "duration_s = 100800"))
+    report, out = tmp_path / "r.html", tmp_path / "r.json"
+    args = ["simulate", str(path), "--db", str(tmp_path / "c.sqlite"), "--quiet"]
+    args += ["--compare", "fixed-fee,maker", "--report", str(report), "--json", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert [r["label"] for r in doc["runs"]] == ["fixed-fee", "maker"]
+    assert doc["meta"]["seed"] == "7" and report.read_text().count("data:image/png;base64") >= 5
+    bad = CliRunner().invoke(app, [*args[:4], "--compare", "fixed-fee,flip"])
+    assert bad.exit_code == 2 and "'flip' is neither a mechanism" in bad.output

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from liqeng import __version__
@@ -17,9 +25,12 @@ from liqeng.clock import SimClock
 from liqeng.errors import InvalidArgument, LiqengError
 from liqeng.ledger.core import Ledger
 from liqeng.ledger.sqlite import SqliteStorage
-from liqeng.presets import preset
+from liqeng.liquidation.registry import MECHANISMS
+from liqeng.presets import PRESETS, preset
+from liqeng.sim.blocks import BlockRun, run_blocks
+from liqeng.sim.report import comparison_table, write_report
 from liqeng.sim.runner import RunSummary, run
-from liqeng.sim.scenario import load_scenario
+from liqeng.sim.scenario import Scenario, load_scenario
 from liqeng.units import EXACT
 
 app = typer.Typer(
@@ -101,6 +112,20 @@ def simulate(
             "replacing the file's [liquidation] mechanism",
         ),
     ] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated mechanisms or presets to run on the same seed and "
+            "scenario (e.g. maker,aave,dutch-auction), compared in a table and a report",
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="HTML report of a block-by-block run [default: <name>-report.html]"),
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the run's figures as JSON here")
+    ] = None,
 ) -> None:
     """Replay a scenario through the engine and print what liquidation did."""
     try:
@@ -113,6 +138,9 @@ def simulate(
             preset(preset_name)
             sc = dataclasses.replace(sc, preset=preset_name)
         db_path = db or Path(f"{sc.name}.sqlite")
+        if sc.chain is not None or compare is not None:
+            _simulate_blocks(sc, db_path, compare, report, json_out, quiet)
+            return
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -132,9 +160,85 @@ def simulate(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     console.print(_summary_table(summary))
+    if json_out is not None:
+        json_out.write_text(json.dumps(dataclasses.asdict(summary), indent=2, sort_keys=True))
     console.print(f"event log: {summary.db_path} (table events; views postings, position_changes)")
     console.print(f"log head:  {summary.head}")
     console.print(f"run:       seed {sc.seed}, scenario {sc.digest[:16]}, liqeng {__version__}")
+
+
+def _variants(sc: Scenario, compare: str | None) -> list[tuple[str, Scenario]]:
+    """``--compare a,b``: the scenario under each mechanism or preset (same seed)."""
+    if compare is None:
+        return [(sc.preset or sc.mechanism, sc)]
+    out = []
+    for name in (n.strip() for n in compare.split(",")):
+        if name in PRESETS:
+            out.append((name, dataclasses.replace(sc, preset=name)))
+        elif name in MECHANISMS:
+            out.append((name, dataclasses.replace(sc, preset=None, mechanism=name)))
+        else:
+            raise InvalidArgument(
+                f"--compare: {name!r} is neither a mechanism {sorted(MECHANISMS)} nor a "
+                f"preset {sorted(PRESETS)}"
+            )
+    if not out:
+        raise InvalidArgument("--compare needs at least one name")
+    return out
+
+
+def _simulate_blocks(
+    sc: Scenario,
+    db_path: Path,
+    compare: str | None,
+    report: Path | None,
+    json_out: Path | None,
+    quiet: bool,
+) -> None:
+    """Block-by-block runs (a ``[chain]`` scenario), one per ``--compare`` name: a
+    comparison table, an HTML report, and JSON."""
+    if sc.chain is None:
+        raise InvalidArgument(
+            f"--compare needs a scenario with a [chain] ({sc.path.name} has none)"
+        )
+    variants = _variants(sc, compare)
+    runs: list[BlockRun] = []
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+        transient=True,
+    ) as progress:
+        for label, variant in variants:
+            task = progress.add_task(f"{sc.name} / {label}: blocks", total=None)
+
+            def on_block(n: int, total: int, task: TaskID = task) -> None:
+                if n % 100 == 0 or n == total:
+                    progress.update(task, completed=n, total=total)
+
+            path = (
+                db_path
+                if len(variants) == 1
+                else db_path.with_name(f"{db_path.stem}-{label}.sqlite")
+            )
+            runs.append(run_blocks(variant, path, on_block, label=label))
+    series = [r.series() for r in runs]
+    console.print(comparison_table(series))
+    config = sc.digest[:16]
+    meta = {"scenario": sc.name, "seed": str(sc.seed), "config": config, "liqeng": __version__}
+    out = report or Path(f"{sc.name}-report.html")
+    write_report(out, series, f"liqeng simulate: {sc.name}", meta)
+    console.print(f"report:    {out}")
+    if json_out is not None:
+        doc = {"meta": meta, "runs": [r.to_json() for r in runs]}
+        json_out.write_text(json.dumps(doc, indent=2, sort_keys=True))
+        console.print(f"json:      {json_out}")
+    for r in runs:
+        console.print(f"log head:  {r.head}  ({r.label})")
+    console.print(f"run:       seed {sc.seed}, scenario {config}, liqeng {__version__}")
 
 
 @log_app.command("verify")

@@ -30,12 +30,14 @@ moved). Randomness (keeper failures) comes from the scenario's seed.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,12 +47,14 @@ from liqeng.ids import AccountId
 from liqeng.ledger.model import AccountSpec, Posting, Transaction
 from liqeng.liquidation.base import LiquidationPlan
 from liqeng.liquidation.dutch_auction import DutchAuction
+from liqeng.liquidation.english_auction import EnglishAuction
 from liqeng.liquidation.fixed_fee import FixedFee
 from liqeng.market.instruments import Perpetual
 from liqeng.oracle.reports import SourceReport
 from liqeng.sim.chain import GWEI, Chain, ChainParams, Congestion, Tx
 from liqeng.sim.keepers import GAS_UNITS, Keeper
 from liqeng.sim.market import ConstantProductMarket, DepthCurveMarket, Market
+from liqeng.sim.report import RunSeries
 from liqeng.sim.runner import _build, _fresh_db, _trade
 from liqeng.sim.scenario import Scenario
 from liqeng.units import RATE_SCALE
@@ -95,6 +99,7 @@ class BlockRun:
     delays_s: tuple[int, ...]
     false_liquidations: int
     keepers: tuple[KeeperResult, ...]
+    auction_sales: tuple[tuple[int, int], ...]
     head: str
     state_digest: str
     block_ts: tuple[int, ...] = ()
@@ -112,8 +117,56 @@ class BlockRun:
         return 100.0 * self.penalties / self.notional if self.notional else 0.0
 
     @property
+    def recovery_pct(self) -> float:
+        """English auctions: winning bids as a share of the lots' value when dealt, in
+        percent (100 when there were none)."""
+        value = sum(v for _, v in self.auction_sales)
+        return 100.0 * sum(b for b, _ in self.auction_sales) / value if value else 100.0
+
+    @property
     def insurance_fund_drawdown(self) -> int:
         return max(self.insurance_fund_before - self.insurance_fund_min, 0)
+
+    def series(self) -> RunSeries:
+        """This run as the report's ``RunSeries``."""
+        return RunSeries(
+            name=self.label,
+            block_ts=self.block_ts,
+            price=self.price,
+            health_quantiles=self.health_quantiles,
+            liquidations_per_block=self.liquidations_per_block,
+            insurance_fund=self.insurance_fund,
+            bad_debt=self.cumulative_bad_debt,
+            metrics=self.metrics(),
+            scenario=self.scenario,
+            health_ts=self.health_ts,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The figures for scripts (money in base units; no per-block series)."""
+        return {
+            "scenario": self.scenario,
+            "label": self.label,
+            "seed": self.seed,
+            "blocks": self.blocks,
+            "block_s": self.block_s,
+            "liquidations": self.liquidations,
+            "notional": self.notional,
+            "penalties": self.penalties,
+            "bad_debt": self.bad_debt,
+            "bad_debt_uncovered": self.bad_debt_uncovered,
+            "insurance_fund_before": self.insurance_fund_before,
+            "insurance_fund_min": self.insurance_fund_min,
+            "insurance_fund_after": self.insurance_fund_after,
+            "solvency_gap_account_s": self.solvency_gap_account_s,
+            "delays_s": list(self.delays_s),
+            "false_liquidations": self.false_liquidations,
+            "auction_sales": [list(x) for x in self.auction_sales],
+            "keepers": [dataclasses.asdict(k) for k in self.keepers],
+            "head": self.head,
+            "state_digest": self.state_digest,
+            "metrics": self.metrics(),
+        }
 
     def metrics(self) -> dict[str, float | int | str]:
         """The comparison table's row for this run (money in whole quote units)."""
@@ -133,6 +186,7 @@ class BlockRun:
             "solvency gap, account-hours": round(self.solvency_gap_account_s / 3600, 1),
             "delay p50 / p90 / max, s": f"{pct(0.5)} / {pct(0.9)} / {delays[-1] if delays else 0}",
             "false liquidations": self.false_liquidations,
+            "auction bids, % of lot value": round(self.recovery_pct, 2),
             "keeper PnL": round(sum(k.pnl for k in self.keepers) / one),
         }
 
@@ -218,7 +272,7 @@ def run_blocks(
     rng = np.random.default_rng(sc.seed)
     keepers = _open_keepers(engine, sc)
     mech = engine.mechanism
-    kicker = w.keeper if isinstance(mech, DutchAuction) else None
+    kicker = w.keeper if isinstance(mech, (DutchAuction, EnglishAuction)) else None
     index0 = engine.index_prices[sc.underlying]
     market = _market(sc, index0, decimals)
     if_before = ledger.balance_units(fund, q.id)
@@ -226,6 +280,7 @@ def run_blocks(
     liquidations = notional = penalties = bad = uncovered = false_liq = gap = 0
     first_seen: dict[AccountId, int] = {}
     delays: list[int] = []
+    recoveries: list[tuple[int, int]] = []  # English auctions dealt: (bid, lot value)
     series_ts: list[int] = []
     series_px: list[float] = []
     series_liq: list[int] = []
@@ -283,6 +338,21 @@ def run_blocks(
             delays.append(ts - first_seen.get(account, ts))
             if plan[3]:
                 false_liq += 1
+        if isinstance(mech, EnglishAuction):
+            for p, winner, gain, inventory in _settle_flips(
+                engine, mech, keepers, ts, market, decimals, w.market_maker
+            ):
+                done_here += 1
+                liquidations += 1
+                notional += p.notional
+                penalties += p.penalty
+                bad += p.bad_debt_covered + p.bad_debt_uncovered
+                uncovered += p.bad_debt_uncovered
+                recoveries.append(gain)
+                if winner is not None:
+                    winner.won += 1
+                    winner.received += gain[1] - gain[0]
+                    winner.inventory += inventory
         for liq in step.liquidations:  # the kicker's kicks
             account = liq.account
             delays.append(ts - first_seen.get(account, ts))
@@ -332,6 +402,7 @@ def run_blocks(
         solvency_gap_account_s=gap,
         delays_s=tuple(delays),
         false_liquidations=false_liq,
+        auction_sales=tuple(recoveries),
         keepers=tuple(
             KeeperResult(
                 str(k.account),
@@ -359,6 +430,38 @@ def run_blocks(
     )
     w.storage.close()
     return run
+
+
+def _settle_flips(
+    engine: Engine,
+    mech: EnglishAuction,
+    keepers: Sequence[Keeper],
+    ts: int,
+    market: Market | None,
+    decimals: int,
+    mm: AccountId,
+) -> list[tuple[LiquidationPlan, Keeper | None, tuple[int, int], int]]:
+    """The protocol's housekeeping each block: deal every English auction that is over
+    with a bid (``(plan, winner, (bid, lot value), winner's inventory PnL)``) and restart
+    (``tick``) those over without one."""
+    out = []
+    by_account = {str(k.account): k for k in keepers}
+    for aid, flip in sorted(mech.flips.items()):
+        if flip.done or ts < flip.ends_at:
+            continue
+        if flip.bid == 0:
+            mech.tick(engine, aid, f"tick:{ts}:{aid}".replace("/", ":"))
+            continue
+        value = mech.lot_value(engine, aid)
+        res = mech.deal(engine, aid, f"deal:{ts}:{aid}".replace("/", ":"))
+        if res.plan is None:  # pragma: no cover - a deal always carries its plan
+            continue
+        winner = by_account.get(str(flip.guy))
+        inventory = 0
+        if winner is not None:
+            inventory = _unwind(engine, winner.account, mm, ts, market, decimals, f"deal:{aid}")
+        out.append((res.plan, winner, (flip.bid, value), inventory))
+    return out
 
 
 def _health(engine: Engine, account: AccountId) -> float:
@@ -403,7 +506,7 @@ def _decide(
     """Every keeper sends a transaction per opportunity worth its gas (module doc)."""
     mech = engine.mechanism
     gas_token = engine.quote_per_gas
-    targets: list[tuple[str, str, Mapping[str, object]]] = []
+    targets: list[tuple[str, str, dict[str, Any]]] = []
     if isinstance(mech, DutchAuction):
         for aid, auction in sorted(mech.house.auctions.items()):
             if auction.done:
@@ -418,6 +521,17 @@ def _decide(
                 targets.append(
                     ("take", aid, {"value": quote.concession, "price": math.ceil(quote.price)})
                 )
+    elif isinstance(mech, EnglishAuction):
+        now = engine.clock.now()
+        for aid, flip in sorted(mech.flips.items()):
+            if flip.done or now >= flip.ends_at or flip.phase != "tend":
+                continue
+            try:
+                value = mech.lot_value(engine, aid)
+            except (Refused, InvalidArgument):
+                continue
+            info: dict[str, Any] = {"value": value, "min_bid": mech.min_bid(aid), "tab": flip.tab}
+            targets.append(("tend", aid, {**info, "guy": str(flip.guy)}))
     else:
         for account in underwater:
             reward = _expected_reward(engine, account)
@@ -431,11 +545,18 @@ def _decide(
         for kind, target, info in targets:
             if target in k.in_flight:
                 continue
-            gas = GAS_UNITS["take" if kind in ("take", "redo") else "liquidate"]
+            gas = GAS_UNITS["take" if kind in ("take", "redo") else kind]
             fee = chain.base_fee * 2 + spec.tip
             cost = gas * (chain.base_fee + spec.tip) * gas_token // 10**18
             value = info["value"]
-            assert isinstance(value, (int, Fraction))
+            args = dict(info)
+            if kind == "tend":  # bid bid_fraction of the lot's value, if that is a valid bid
+                if info["guy"] == str(k.account):
+                    continue
+                bid = min(int(value * Fraction(spec.bid_fraction)), int(info["tab"]))
+                if bid < int(info["min_bid"]) or bid <= 0:
+                    continue
+                args["bid"], value = bid, value - bid
             if kind != "redo" and value < cost + spec.min_profit * 10**sc.quote_decimals:
                 continue
             k.sent += 1
@@ -448,7 +569,7 @@ def _decide(
                     fee,
                     spec.tip,
                     n + max(spec.latency, 1),
-                    (k, kind, target, dict(info)),
+                    (k, kind, target, args),
                 )
             )
 
@@ -499,6 +620,10 @@ def _execute(
                 return None
             plan = res.plan
             discount = int(Fraction(plan.transaction.memo.get("concession", "0")))
+        elif kind == "tend":
+            assert isinstance(mech, EnglishAuction)
+            mech.tend(engine, target, keeper.account, info["bid"], f"k:{tx.id}")
+            return None  # a bid, not a sale: the deal settles it
         elif kind == "redo":
             assert isinstance(mech, DutchAuction)
             mech.redo(engine, target, keeper.account, f"k:{tx.id}")
@@ -543,4 +668,25 @@ def _unwind(
             else:
                 pnl += value - market.buy(-pos.size)
         _trade(engine, f"unwind:{tag}:{iid}", keeper, mm, iid, -pos.size, ts)
+    for spec in engine.collateral.values():  # spot collateral taken over: sold the same way
+        units = engine.ledger.balance_units(keeper, spec.asset.id)
+        if units <= 0:
+            continue
+        index = engine.index_prices[spec.underlying]
+        value = units * index // 10**spec.asset.decimals
+        if market is not None and spec.asset.decimals == decimals:
+            pnl += market.sell(units) - value
+        q = engine.quote
+        engine.ledger.apply(
+            Transaction(
+                f"unwind:{tag}:{spec.asset.id}",
+                "trade",
+                (
+                    Posting(keeper, spec.asset.units(-units)),
+                    Posting(mm, spec.asset.units(units)),
+                    Posting(mm, q.units(-value)),
+                    Posting(keeper, q.units(value)),
+                ),
+            )
+        )
     return pnl
