@@ -2,10 +2,12 @@
 
 Setup (one batch at the first tick): register the quote asset, open the system accounts
 (``world`` external, ``settlement``, ``bad-debt``, ``insurance-fund``, ``fee-sink``,
-``backstop-pool``), the market maker,
-the keeper and the generated accounts, fund them, and open every generated position
-against the market maker at the first index price. Then each tick is one
-``Engine.step`` with the built-in keeper liquidating whatever is liquidatable.
+``backstop-pool``, and ``auction-escrow`` for an English auction), the market maker,
+the keeper and the generated accounts, fund them (quote cash, or the spot collateral
+token of ``population.spot_collateral`` for a ``collateral_asset_share`` of them), and
+open every generated position against the market maker at the first index price. Then
+each tick is one ``Engine.step`` with the built-in keeper liquidating whatever is
+liquidatable.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from liqeng.ledger.model import AccountKind, AccountSpec, Position, Posting, Tra
 from liqeng.ledger.sqlite import SqliteStorage, is_liqeng_db
 from liqeng.liquidation.base import LiquidationPlan, Mechanism, SystemAccounts
 from liqeng.liquidation.dutch_auction import KICK, DutchAuction
+from liqeng.liquidation.english_auction import EnglishAuction
 from liqeng.liquidation.fixed_fee import FixedFee
 from liqeng.liquidation.keeper import KeeperReward
 from liqeng.liquidation.pool import BackstopPool
@@ -44,7 +47,7 @@ from liqeng.risk.margin import AccountRisk, MarginParams
 from liqeng.risk.models import MarginModel, MarketData, PerPosition, market_account_risk
 from liqeng.risk.models import Scenario as ScenarioMargin
 from liqeng.risk.portfolio import LYRA_LIKE, LYRA_PMRM
-from liqeng.sim.population import Holding, generate
+from liqeng.sim.population import Holding, generate, spot_collateral
 from liqeng.sim.prices import source_name, ticks
 from liqeng.sim.scenario import Scenario
 from liqeng.units import Asset
@@ -284,6 +287,7 @@ def _build(sc: Scenario, db_path: Path) -> _World:
         **sc.oracle_settings,
     )
     perp = instrument_id(f"{ns}/{sc.underlying}-PERP")
+    spot = spot_collateral(sc)
     engine = Engine(
         ledger,
         oracle,
@@ -294,6 +298,7 @@ def _build(sc: Scenario, db_path: Path) -> _World:
         mechanism=_mechanism(sc),
         system=system,
         markets=_markets(sc),
+        collateral=() if spot is None else (spot,),
         limits=None if sc.preset is None else preset(sc.preset).limits,
     )
     first = engine.step(path[0][1])
@@ -308,10 +313,15 @@ def _build(sc: Scenario, db_path: Path) -> _World:
             cash, positions, engine.instruments, opening, engine.markets, PerPosition(margin)
         )
 
-    holdings = generate(sc, perp, puts, engine.instruments, index0, first_ts, sc.vol, risk)
+    holdings = generate(
+        sc, perp, puts, engine.instruments, index0, first_ts, sc.vol, risk, spot=spot
+    )
     mm, keeper = AccountId(f"{ns}/market-maker"), AccountId(f"{ns}/keeper")
     with ledger.batch():
         _setup(ledger, sc, quote, system, engine.instruments, holdings, mm, keeper)
+        if isinstance(engine.mechanism, EnglishAuction):  # bids are escrowed there
+            escrow = engine.mechanism.escrow_for(engine)
+            ledger.open_account(AccountSpec(escrow, AccountKind.SYSTEM))
         _open_positions(engine, holdings, perp, mm, first_ts)
     if isinstance(engine.mechanism, BackstopPool) and sc.backstop_pool:
         depositor = AccountId(f"{ns}/depositor")
@@ -357,9 +367,15 @@ def _setup(
     mm: AccountId,
     keeper: AccountId,
 ) -> None:
+    """Register the assets, open the system and user accounts, list ``instruments`` and
+    fund everyone from ``<ns>/world``: quote cash, and the spot collateral of ``holdings``
+    (``population.spot_collateral(sc)``, registered only when the scenario has one)."""
     ns, one = sc.namespace, 10**sc.quote_decimals
     world = AccountId(f"{ns}/world")
     ledger.register_asset(quote)
+    spot = spot_collateral(sc)
+    if spot is not None:
+        ledger.register_asset(spot.asset)
     for acc, kind in (
         (world, AccountKind.EXTERNAL),
         (system.settlement, AccountKind.SETTLEMENT),
@@ -374,20 +390,24 @@ def _setup(
     for inst in instruments.values():
         ledger.list_instrument(inst.spec())
     funding = [
-        (system.insurance_fund, sc.insurance_fund * one),
-        (keeper, sc.keeper_capital * one),
-        (mm, sc.market_maker_capital * one),
+        (system.insurance_fund, quote, sc.insurance_fund * one),
+        (keeper, quote, sc.keeper_capital * one),
+        (mm, quote, sc.market_maker_capital * one),
     ]
     for h in holdings:
         ledger.open_account(AccountSpec(h.account))
-        funding.append((h.account, h.collateral))
-    for acc, units in funding:
+        funding.append((h.account, quote, h.collateral))
+        if h.spot:
+            if spot is None:
+                raise InvalidArgument(f"{h.account} holds spot collateral the scenario has not")
+            funding.append((h.account, spot.asset, h.spot))
+    for acc, asset, units in funding:
         if units:
             ledger.apply(
                 Transaction(
-                    f"deposit:{acc}",
+                    f"deposit:{acc}" if asset.id == quote.id else f"deposit:{acc}:{asset.id}",
                     "deposit",
-                    (Posting(world, quote.units(-units)), Posting(acc, quote.units(units))),
+                    (Posting(world, asset.units(-units)), Posting(acc, asset.units(units))),
                 )
             )
 

@@ -156,6 +156,11 @@ class Scenario:
     keeper_capital: int
     market_maker_capital: int
     backstop_pool: int
+    collateral_asset_share: float = 0.0
+    """``[accounts]``: fraction of accounts whose collateral is the spot token
+    ``<quote namespace>/W<underlying>`` instead of quote cash (``sim.population``)."""
+    collateral_haircut: int = 0
+    """``[system]``: that token's ``SpotCollateral`` haircut, parts per ``RATE_SCALE``."""
     chain: ChainSpec | None = None
     keepers: tuple[KeeperSpec, ...] = ()
     market: MarketSpec | None = None
@@ -244,6 +249,20 @@ def _block_tables(
     if keepers and chain is None:
         raise InvalidArgument(f"{p.name}: [[keepers]] need a [chain] to act in")
     return chain, market, tuple(keepers)
+
+
+def _spot_collateral(ac: _Table, sy: _Table) -> dict[str, Any]:
+    """The optional ``[accounts] collateral_asset_share`` (0..1) and ``[system]
+    collateral_haircut`` (0 <= haircut < 1) of a scenario, absent: 0 and 0."""
+    out: dict[str, Any] = {}
+    if "collateral_asset_share" in ac.data:
+        out["collateral_asset_share"] = ac.get("collateral_asset_share", float, 0, 1)
+    if "collateral_haircut" in sy.data:
+        haircut = sy.get("collateral_haircut", float, 0, 1)
+        if haircut >= 1:
+            raise InvalidArgument(f"{sy.where}: collateral_haircut={haircut!r} must be below 1")
+        out["collateral_haircut"] = rate(haircut, "collateral_haircut")
+    return out
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -366,6 +385,7 @@ def load_scenario(path: str | Path) -> Scenario:
         keeper_capital=sy.get("keeper_capital", int, 0, 10**15),
         market_maker_capital=sy.get("market_maker_capital", int, 0, 10**15),
         backstop_pool=sy.get("backstop_pool", int, 0, 10**15) if "backstop_pool" in sy.data else 0,
+        **_spot_collateral(ac, sy),
     )
     chain, market, keepers = _block_tables(p, doc)
     scenario = dataclasses.replace(scenario, chain=chain, market=market, keepers=keepers)
