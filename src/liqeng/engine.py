@@ -201,7 +201,10 @@ class Engine:
         self.vol_window = vol_window
         self._history: dict[str, tuple[tuple[int, int], ...]] = {}
         self._realised: dict[str, float] = {}
-        # (ledger.state_version, book, its scenario-scan form once needed)
+        # (ledger.state_version, every account's positions) and (…, book, its scenario form)
+        self._positions: tuple[int, Mapping[AccountId, Mapping[InstrumentId, Position]]] | None = (
+            None
+        )
         self._book: tuple[int, Book, ScenarioBook | None] | None = None
         self._default_model = PerPosition(self.margin)
         # the market data of the step running now (None between steps): built and checked
@@ -835,7 +838,10 @@ class Engine:
         With ``screen`` (and per-position margin in every market) the vectorised scan
         picks the candidates and only they are re-checked exactly; the scan's error bound
         makes the result the same as re-checking every account."""
-        by_account = self.ledger.positions_by_account()
+        version = self.ledger.state_version
+        if self._positions is None or self._positions[0] != version:
+            self._positions = (version, self.ledger.positions_by_account())
+        by_account = self._positions[1]
         screened = self._screen(by_account)
         found: list[
             tuple[float, AccountId, Mapping[InstrumentId, Position], AccountRisk, int, int]

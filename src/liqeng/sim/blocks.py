@@ -246,10 +246,10 @@ def run_blocks(
     perp = next(i for i, inst in engine.instruments.items() if isinstance(inst, Perpetual))
     decimals = engine.instruments[perp].size_decimals
     paths = _paths(w.path)
-    t0, t_end = w.path[0][0], w.path[-1][0]
+    t0, t_end = w.path[0][0] + spec.start_s, w.path[-1][0]
     if spec.duration_s is not None:
         t_end = min(t_end, t0 + spec.duration_s)
-    n_blocks = (t_end - t0) // spec.block_s
+    n_blocks = max((t_end - t0) // spec.block_s, 0)
     congestion = [
         Congestion(
             s // spec.block_s,
@@ -289,8 +289,9 @@ def run_blocks(
     series_fee: list[float] = []
     health_ts: list[int] = []
     health_q: list[tuple[float, float, float]] = []
-    sample_every = max(1, n_blocks // 200)
-    sample = sorted(h.account for h in w.holdings)[:1000]
+    # account health is sampled every 15 minutes over (at most) 500 accounts
+    sample_every = max(1, 900 // spec.block_s)
+    sample = sorted(h.account for h in w.holdings)[:500]
     for n in range(1, n_blocks + 1):
         ts = t0 + n * spec.block_s
         clock.set(ts)

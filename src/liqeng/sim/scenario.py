@@ -168,7 +168,8 @@ class Scenario:
 
 @dataclass(frozen=True, slots=True)
 class ChainSpec:
-    """``[chain]``: the run goes block by block (``liqeng.sim.blocks``). Seconds per block,
+    """``[chain]``: the run goes block by block (``liqeng.sim.blocks``), from ``start_s``
+    after the first candle for ``duration_s`` (default: to the last). Seconds per block,
     gas limit, base fee at the start (gwei), the gas token's price in whole quote units
     (``None``: the underlying's index, for an ETH market), and congestion episodes as
     ``(start_s, end_s, gas per block, tip_gwei)`` from the start of the run."""
@@ -178,6 +179,7 @@ class ChainSpec:
     base_fee_gwei: float
     gas_token_price: float | None
     duration_s: int | None
+    start_s: int
     congestion: tuple[tuple[int, int, int, float, float], ...]
 
 
@@ -224,6 +226,7 @@ def _block_tables(
             if gas_token is None
             else ch.get("gas_token_price", float, 0, 1e12),
             duration_s=ch.get("duration_s", int, 1, 10**9) if "duration_s" in ch.data else None,
+            start_s=ch.get("start_s", int, 0, 10**9) if "start_s" in ch.data else 0,
             congestion=tuple(congestion),
         )
         ch.check_all_read()
