@@ -192,3 +192,22 @@ def test_block_scenarios_sweep_their_market_depth(tmp_path: Path) -> None:
     assert res.runs[0].head != res.runs[1].head
     sc = apply_overrides(load_scenario(path), (("market.depth", 1e5),))
     assert sc.market is not None and sc.market.depth == 1e5
+
+
+def test_cli_sweep_recommends_and_writes_json(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from liqeng.cli import app
+
+    path = edited_quickstart(tmp_path, "s.toml", ("count = 300", "count = 30"))
+    out = tmp_path / "s.json"
+    args = ["sweep", str(path), "--param", "penalty_rate=0.02,0.05", "--seeds", "1,2"]
+    args += ["--target", "1000000000", "--scheduler", "serial", "--json", str(out), "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "recommendation: penalty_rate=0.02" in " ".join(result.output.split())
+    assert json.loads(out.read_text())["seeds"] == [1, 2]
+    bad = CliRunner().invoke(app, [*args[:3], "chop=1.1", "--scheduler", "serial"])
+    assert bad.exit_code == 2 and "unknown field(s) ['chop']" in " ".join(bad.output.split())

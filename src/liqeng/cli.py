@@ -31,6 +31,7 @@ from liqeng.sim.blocks import BlockRun, run_blocks
 from liqeng.sim.report import comparison_table, write_report
 from liqeng.sim.runner import RunSummary, run
 from liqeng.sim.scenario import Scenario, load_scenario
+from liqeng.sim.sweep import Grid, recommend, sweep
 from liqeng.units import EXACT
 
 app = typer.Typer(
@@ -239,6 +240,93 @@ def _simulate_blocks(
     for r in runs:
         console.print(f"log head:  {r.head}  ({r.label})")
     console.print(f"run:       seed {sc.seed}, scenario {config}, liqeng {__version__}")
+
+
+def _parse_param(text: str) -> tuple[str, list[float | int | str]]:
+    """``name=v1,v2,…``: numbers as numbers, anything else as text."""
+    name, sep, values = text.partition("=")
+    if not sep or not name or not values:
+        raise InvalidArgument(f"--param {text!r} must be name=value1,value2,...")
+    out: list[float | int | str] = []
+    for v in values.split(","):
+        try:
+            out.append(int(v))
+        except ValueError:
+            try:
+                out.append(float(v))
+            except ValueError:
+                out.append(v)
+    return name.strip(), out
+
+
+@app.command("sweep")
+def sweep_command(
+    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file")],
+    param: Annotated[
+        list[str],
+        typer.Option(
+            help="name=v1,v2,... (repeatable), in the file's units: penalty_rate=0.02,0.05"
+        ),
+    ],
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds")] = "1,2,3",
+    target: Annotated[
+        float, typer.Option(help="Bad-debt target in whole quote units (worst seed)")
+    ] = 0.0,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Dask scheduler address; 'serial' runs in-process [default: a LocalCluster]"
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="LocalCluster workers")] = 2,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the sweep as JSON")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
+) -> None:
+    """Run a grid of parameter values x seeds (on Dask) and recommend the point with the
+    least user penalty whose worst-seed bad debt stays within the target."""
+    try:
+        grid = Grid(
+            dict(_parse_param(p) for p in param), [int(x) for x in seeds.split(",") if x.strip()]
+        )
+        with Progress(
+            TextColumn("[bold]sweep"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=quiet,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("runs", total=len(grid))
+
+            def on_run(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            result = sweep(scenario, grid, scheduler, workers, on_run)
+        choice = recommend(result, target)
+    except (LiqengError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    t = Table(title=f"liqeng sweep: {result.scenario} ({len(grid)} runs, {result.scheduler})")
+    for col in ("point", "worst bad debt", "mean bad debt", "user penalty %", "liquidations"):
+        t.add_column(col, justify="left" if col == "point" else "right")
+    for p in result.summaries():
+        one = 10**p.decimals
+        t.add_row(
+            p.label(),
+            f"{p.worst_bad_debt / one:,.0f}",
+            f"{p.mean_bad_debt / one:,.0f}",
+            f"{p.mean_penalty_pct:.3f}",
+            f"{p.liquidations:,}",
+        )
+    console.print(t)
+    console.print(f"recommendation: {choice.reason}")
+    if json_out is not None:
+        doc = {**result.to_json(), "recommendation": choice.reason}
+        json_out.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str))
+    console.print(
+        f"run:       seeds {seeds}, scenario {result.scenario_digest[:16]}, liqeng {__version__}"
+    )
 
 
 @log_app.command("verify")
