@@ -113,3 +113,66 @@ def test_cli_compares_mechanisms_in_a_table_a_report_and_json(tmp_path: Path) ->
     assert doc["meta"]["seed"] == "7" and report.read_text().count("data:image/png;base64") >= 5
     bad = CliRunner().invoke(app, [*args[:4], "--compare", "fixed-fee,flip"])
     assert bad.exit_code == 2 and "'flip' is neither a mechanism" in bad.output
+
+
+BLACK_THURSDAY = """
+[chain]
+block_s = 12
+gas_limit = 30000000
+base_fee_gwei = 20
+start_s = 86400
+duration_s = 86400
+congestion = [{start_s = 0, end_s = 43200, gas = 60000000, tip_gwei = 80, max_fee_gwei = 5000}]
+
+[market]
+model = "amm"
+depth = 500000000
+
+[[keepers]]
+name = "zero"
+count = 1
+capital = 5000000
+latency = 1
+tip_gwei = 300
+bid_fraction = 0.001
+
+[[keepers]]
+name = "fair"
+count = 10
+capital = 2000000
+latency = 2
+tip_gwei = 2
+bid_fraction = 0.9
+max_fee_gwei = 150
+"""
+
+
+@pytest.mark.slow
+def test_black_thursday_english_auction_sells_for_near_zero_a_dutch_auction_does_not(
+    tmp_path: Path,
+) -> None:
+    # 40 vaults (all collateral in WETH) through the crash day; a gas war fills the blocks
+    # for 12 hours and drives the base fee to ~5,000 gwei. Ten "fair" keepers bid 90% of a
+    # lot's value but their bots cap the fee at 150 gwei (so their transactions wait); one
+    # keeper tips 300 gwei and bids 0.1%. Same keepers, same chain, two mechanisms:
+    runs = {}
+    for mech in ("english-auction", "dutch-auction"):
+        path = edited_quickstart(
+            tmp_path,
+            f"{mech}.toml",
+            ("count = 300", "count = 40"),
+            ('mechanism = "fixed-fee"', f'mechanism = "{mech}"'),
+            ("[accounts]", "[accounts]\ncollateral_asset_share = 1.0"),
+        )
+        path.write_text(path.read_text() + BLACK_THURSDAY)
+        runs[mech] = run(tmp_path, path, f"{mech}.sqlite")
+    english, dutch = runs["english-auction"], runs["dutch-auction"]
+    zero = english.keepers[0]
+    # English: with no competing bid landing before the bid expires, the near-zero bids win
+    assert english.liquidations > 10 and zero.won == english.liquidations
+    assert english.recovery_pct < 1.0
+    assert english.insurance_fund_drawdown > 0 and english.bad_debt > 5 * dutch.bad_debt
+    # Dutch: the price falls from above the mark; the one keeper that gets in takes it as
+    # soon as the discount pays its gas, near the lot's value
+    assert dutch.liquidations > 10 and dutch.recovery_pct > 80.0
+    assert dutch.insurance_fund_drawdown < english.insurance_fund_drawdown

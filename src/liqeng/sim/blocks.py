@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -118,8 +118,9 @@ class BlockRun:
 
     @property
     def recovery_pct(self) -> float:
-        """English auctions: winning bids as a share of the lots' value when dealt, in
-        percent (100 when there were none)."""
+        """Auctions: what the winners paid as a share of the lots' value at the sale (an
+        English deal: the bid against the collateral at index; a Dutch take of a solvent
+        lot: the price against ``equity − reserved``), in percent (100 when none)."""
         value = sum(v for _, v in self.auction_sales)
         return 100.0 * sum(b for b, _ in self.auction_sales) / value if value else 100.0
 
@@ -186,7 +187,7 @@ class BlockRun:
             "solvency gap, account-hours": round(self.solvency_gap_account_s / 3600, 1),
             "delay p50 / p90 / max, s": f"{pct(0.5)} / {pct(0.9)} / {delays[-1] if delays else 0}",
             "false liquidations": self.false_liquidations,
-            "auction bids, % of lot value": round(self.recovery_pct, 2),
+            "auction price, % of lot value": round(self.recovery_pct, 2),
             "keeper PnL": round(sum(k.pnl for k in self.keepers) / one),
         }
 
@@ -280,7 +281,7 @@ def run_blocks(
     liquidations = notional = penalties = bad = uncovered = false_liq = gap = 0
     first_seen: dict[AccountId, int] = {}
     delays: list[int] = []
-    recoveries: list[tuple[int, int]] = []  # English auctions dealt: (bid, lot value)
+    recoveries: list[tuple[int, int]] = []  # auction sales: (paid, lot value)
     series_ts: list[int] = []
     series_px: list[float] = []
     series_liq: list[int] = []
@@ -314,6 +315,8 @@ def run_blocks(
         step = engine.step(reports, keeper=kicker)
         index = step.index_prices.get(sc.underlying, ext_mid)
         block = chain.produce()
+        for tx in block.dropped:  # waited too long: the keeper may try again
+            tx.payload[0].in_flight.discard(tx.payload[2])
         done_here = 0
         for tx, fee in block.included:
             keeper: Keeper = tx.payload[0]
@@ -321,6 +324,8 @@ def run_blocks(
             keeper.gas_paid += tx.gas * fee * gas_token // 10**18
             keeper.in_flight.discard(tx.payload[2])
             plan = _execute(engine, tx, ts, w.market_maker, market, decimals, ext_mid)
+            if plan == "bid":  # a standing bid: the deal settles it
+                continue
             if plan is None:
                 keeper.refused += 1
                 continue
@@ -328,6 +333,10 @@ def run_blocks(
             keeper.received += plan[0].keeper_reward + plan[2]
             keeper.inventory += plan[1]
             p = plan[0]
+            memo = p.transaction.memo
+            if "base" in memo and Fraction(memo["base"]) > 0:  # a Dutch take of a solvent lot
+                base = Fraction(memo["base"])
+                recoveries.append((math.floor(base - plan[2]), math.floor(base)))
             done_here += 1
             liquidations += 1
             notional += p.notional
@@ -548,6 +557,8 @@ def _decide(
                 continue
             gas = GAS_UNITS["take" if kind in ("take", "redo") else kind]
             fee = chain.base_fee * 2 + spec.tip
+            if spec.max_fee_gwei is not None:
+                fee = round(spec.max_fee_gwei * GWEI)
             cost = gas * (chain.base_fee + spec.tip) * gas_token // 10**18
             value = info["value"]
             args = dict(info)
@@ -600,10 +611,11 @@ def _execute(
     market: Market | None,
     decimals: int,
     path_price: int,
-) -> tuple[LiquidationPlan, int, int, bool] | None:
-    """Run a keeper transaction now; ``(plan, inventory PnL, discount received, false)``
-    or ``None`` when it was refused (the race was lost, the price moved). ``false``: the
-    account was not liquidatable at ``path_price``, the scenario's own price."""
+) -> tuple[LiquidationPlan, int, int, bool] | Literal["bid"] | None:
+    """Run a keeper transaction now; ``(plan, inventory PnL, discount received, false)``,
+    ``"bid"`` for a standing English bid, or ``None`` when it was refused (the race was
+    lost, the price moved). ``false``: the account was not liquidatable at ``path_price``,
+    the scenario's own price."""
     keeper, kind, target, info = tx.payload
     mech = engine.mechanism
     false = False
@@ -624,7 +636,7 @@ def _execute(
         elif kind == "tend":
             assert isinstance(mech, EnglishAuction)
             mech.tend(engine, target, keeper.account, info["bid"], f"k:{tx.id}")
-            return None  # a bid, not a sale: the deal settles it
+            return "bid"
         elif kind == "redo":
             assert isinstance(mech, DutchAuction)
             mech.redo(engine, target, keeper.account, f"k:{tx.id}")

@@ -4,10 +4,10 @@ profit they keep after gas and inventory.
 Each block every keeper looks at the state the engine reports (the liquidatable accounts,
 the running auctions) and, unless it fails this block (probability ``failure_rate``, drawn
 from the run's seeded generator), sends one transaction per opportunity it has not already
-sent, with priority ``tip`` and ``max_fee = base fee · 2 + tip``; the transaction can be
-included ``latency`` blocks later (``chain.Tx.ready``) and executes against the state and
-price of the block that includes it. A keeper pays gas for every included transaction,
-refused or not (a race lost to another keeper costs its gas). Expected profit decides
+sent, with priority ``tip`` and ``max_fee = base fee · 2 + tip`` (or its fixed cap); the
+transaction can be included ``latency`` blocks later (``chain.Tx.ready``) and executes
+against the state and price of the block that includes it. A keeper pays gas for every
+included transaction, refused or not (a race lost to another keeper costs its gas). Expected profit decides
 whether to act: an opportunity worth less than ``gas cost + min_profit`` is left alone.
 
 What a keeper does per mechanism:
@@ -42,7 +42,9 @@ class KeeperSpec:
     """A kind of keeper; ``count`` of them run (``name-0``, ``name-1``, …). ``capital`` in
     whole quote units; ``latency`` blocks; ``tip_gwei`` priority fee; ``failure_rate`` the
     chance to miss a block; ``min_profit`` in whole quote units; ``bid_fraction`` of the
-    mark value an English-auction bid offers."""
+    mark value an English-auction bid offers; ``max_fee_gwei`` a fixed fee cap (a bot
+    configured with a static gas price: its transactions wait in the mempool while the base
+    fee is above it; ``None``: it follows the base fee, ``2·base + tip``)."""
 
     name: str
     count: int = 1
@@ -52,6 +54,7 @@ class KeeperSpec:
     failure_rate: float = 0.0
     min_profit: float = 0.0
     bid_fraction: float = 0.9
+    max_fee_gwei: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.replace("-", "").isalnum():
@@ -64,7 +67,10 @@ class KeeperSpec:
             ("failure_rate", 0.0, 1.0),
             ("min_profit", 0.0, 1e12),
             ("bid_fraction", 0.0, 1.0),
+            ("max_fee_gwei", 0.0, 1e7),
         ):
+            if name == "max_fee_gwei" and getattr(self, name) is None:
+                continue
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
                 raise InvalidArgument(f"keeper {self.name}: {name}={v!r} must be in [{lo}, {hi}]")
