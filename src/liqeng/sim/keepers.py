@@ -7,8 +7,9 @@ from the run's seeded generator), sends one transaction per opportunity it has n
 sent, with priority ``tip`` and ``max_fee = base fee · 2 + tip`` (or its fixed cap); the
 transaction can be included ``latency`` blocks later (``chain.Tx.ready``) and executes
 against the state and price of the block that includes it. A keeper pays gas for every
-included transaction, refused or not (a race lost to another keeper costs its gas). Expected profit decides
-whether to act: an opportunity worth less than ``gas cost + min_profit`` is left alone.
+included transaction, refused or not (a race lost to another keeper costs its gas).
+Expected profit decides whether to act: an opportunity worth less than ``gas cost +
+min_profit`` is left alone.
 
 What a keeper does per mechanism:
 
