@@ -61,6 +61,9 @@ from liqeng.units import RATE_SCALE
 
 __all__ = ["BlockRun", "run_blocks"]
 
+MAX_TX_PER_BLOCK = 8
+"""New transactions one keeper sends per block at most (the most at risk first)."""
+
 
 @dataclass(frozen=True, slots=True)
 class KeeperResult:
@@ -543,18 +546,28 @@ def _decide(
             info: dict[str, Any] = {"value": value, "min_bid": mech.min_bid(aid), "tab": flip.tab}
             targets.append(("tend", aid, {**info, "guy": str(flip.guy)}))
     else:
+        # the most at risk first; a keeper sends at most MAX_TX_PER_BLOCK new transactions,
+        # so only the accounts some keeper may still take are priced
+        busy = set.intersection(*(k.in_flight for k in keepers)) if keepers else set()
         for account in underwater:
+            if str(account) in busy:
+                continue
             reward = _expected_reward(engine, account)
             targets.append(("liquidate", str(account), {"value": reward}))
+            if len(targets) >= MAX_TX_PER_BLOCK * 4:
+                break
     if not targets:
         return
     for k in keepers:
         spec = k.spec
         if spec.failure_rate and rng.random() < spec.failure_rate:
             continue
+        sent = 0
         for kind, target, info in targets:
             if target in k.in_flight:
                 continue
+            if sent >= MAX_TX_PER_BLOCK:
+                break
             gas = GAS_UNITS["take" if kind in ("take", "redo") else kind]
             fee = chain.base_fee * 2 + spec.tip
             if spec.max_fee_gwei is not None:
@@ -572,6 +585,7 @@ def _decide(
             if kind != "redo" and value < cost + spec.min_profit * 10**sc.quote_decimals:
                 continue
             k.sent += 1
+            sent += 1
             k.in_flight.add(target)
             chain.submit(
                 Tx(
