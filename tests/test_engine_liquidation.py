@@ -552,3 +552,18 @@ def test_target_health_counts_the_reserved_keeper_reward(tmp_path: Path) -> None
     assert Fraction(6, 5) <= engine.risk(ALICE).health < Fraction(6, 5) + Fraction(1, 10**4)
     clock.set(61)
     assert engine.step(reports(61, *[1900] * 5), keeper=KEEPER).liquidations == ()
+
+
+def test_screen_only_reports_the_scan_candidates_and_liquidation_stays_exact(
+    tmp_path: Path,
+) -> None:
+    engine, clock = make_engine(tmp_path)
+    _book(engine)
+    clock.set(60)
+    step = engine.step(reports(60, *[1900] * 5), screen_only=True)
+    # the scan's candidates, most at risk first: the same three as the exact path finds
+    assert list(step.underwater) == [USERS[3], USERS[2], USERS[1]]
+    # u0 (equity 500 >= MM 475) is not liquidatable: refused at execution, exactly
+    with pytest.raises(Refused, match="not-liquidatable"):
+        engine.liquidate(USERS[0], KEEPER, "k-u0")
+    assert engine.liquidate(USERS[3], KEEPER, "k-u3").created

@@ -730,8 +730,19 @@ class Engine:
             return 0.0 if index is None else implied_atm_vol(vol, float(index), 1 / 365)
         return float(vol)
 
-    def step(self, reports: Iterable[SourceReport], keeper: AccountId | None = None) -> StepReport:
+    def step(
+        self,
+        reports: Iterable[SourceReport],
+        keeper: AccountId | None = None,
+        *,
+        screen_only: bool = False,
+    ) -> StepReport:
         """Ingest, aggregate, re-margin and (with a ``keeper``) liquidate, in one batch.
+
+        With ``screen_only`` and no keeper, ``underwater`` is the scan's candidates (a
+        superset of the exact set, by its error bound, ignoring the band corner) without
+        the exact re-check: for drivers whose keepers act on estimates. Each liquidation is
+        still re-checked exactly when it executes. Where no scan applies it is exact.
 
         A refused liquidation is reported and skipped; any other failure rolls the whole
         step back, index prices included.
@@ -765,8 +776,12 @@ class Engine:
                 )
                 self._settle(now)
                 self._step_market = self.market()
-                eligible = self._liquidatable()
-                candidates = [account for _, account, _, _, _, _ in eligible]
+                screened = self._screened() if screen_only and keeper is None else None
+                if screened is not None:
+                    eligible, candidates = [], screened
+                else:
+                    eligible = self._liquidatable()
+                    candidates = [account for _, account, _, _, _, _ in eligible]
                 self._eligible_since = {a: since.get(a, now) for a in candidates}
                 if keeper is not None:
                     prefix = f"liq:{now}"
@@ -838,10 +853,7 @@ class Engine:
         With ``screen`` (and per-position margin in every market) the vectorised scan
         picks the candidates and only they are re-checked exactly; the scan's error bound
         makes the result the same as re-checking every account."""
-        version = self.ledger.state_version
-        if self._positions is None or self._positions[0] != version:
-            self._positions = (version, self.ledger.positions_by_account())
-        by_account = self._positions[1]
+        by_account = self._by_account()
         screened = self._screen(by_account)
         found: list[
             tuple[float, AccountId, Mapping[InstrumentId, Position], AccountRisk, int, int]
@@ -865,6 +877,27 @@ class Engine:
         if any(a[0] == b[0] and a[4] * b[5] > b[4] * a[5] for a, b in pairwise(found)):
             found.sort(key=lambda f: (Fraction(f[4], f[5]), f[1]))
         return found
+
+    def _by_account(self) -> Mapping[AccountId, Mapping[InstrumentId, Position]]:
+        """Every account's positions, kept while the ledger's state does not move."""
+        version = self.ledger.state_version
+        if self._positions is None or self._positions[0] != version:
+            self._positions = (version, self.ledger.positions_by_account())
+        return self._positions[1]
+
+    def _screened(self) -> list[AccountId] | None:
+        """The scan's candidates that are user accounts with a price for every market
+        they trade, most at risk first (``None`` where no scan applies)."""
+        by_account = self._by_account()
+        screened = self._screen(by_account)
+        if screened is None:
+            return None
+        return [
+            a
+            for a in screened
+            if self.ledger.accounts[a] is AccountKind.USER
+            and all(self._instrument(i).underlying in self.index_prices for i in by_account[a])
+        ]
 
     def _screen(
         self, by_account: Mapping[AccountId, Mapping[InstrumentId, Position]]

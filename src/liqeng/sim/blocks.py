@@ -8,7 +8,8 @@ A scenario with a ``[chain]`` runs here instead of tick by tick (``runner``). Bl
    time, scaled by the market's displacement ``market price / path price`` (the sources
    follow the market the keepers sell into, so large liquidations move the oracle and can
    cascade); without a ``[market]`` the displacement is 1;
-2. **engine**: ``Engine.step`` ingests the reports (no keeper: keepers act by transaction);
+2. **engine**: ``Engine.step`` ingests the reports (no keeper: keepers act by transaction,
+   on the scan's estimate of who is under water; each liquidation is re-checked exactly);
    for an auction mechanism the protocol's own kicker starts auctions, as a keeper would;
    the driver sets ``Engine.gas_price`` to the base fee and ``quote_per_gas`` to the gas
    token's price;
@@ -315,7 +316,7 @@ def run_blocks(
             else round(spec.gas_token_price * one)
         )
         engine.gas_price, engine.quote_per_gas = chain.base_fee, gas_token
-        step = engine.step(reports, keeper=kicker)
+        step = engine.step(reports, keeper=kicker, screen_only=kicker is None)
         index = step.index_prices.get(sc.underlying, ext_mid)
         block = chain.produce()
         for tx in block.dropped:  # waited too long: the keeper may try again
