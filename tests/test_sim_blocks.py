@@ -176,3 +176,45 @@ def test_black_thursday_english_auction_sells_for_near_zero_a_dutch_auction_does
     # soon as the discount pays its gas, near the lot's value
     assert dutch.liquidations > 10 and dutch.recovery_pct > 80.0
     assert dutch.insurance_fund_drawdown < english.insurance_fund_drawdown
+
+
+def crash_day(tmp_path: Path, name: str, extra: str = "", keepers_offline: bool = False) -> Path:
+    """60 accounts, the first 6 hours of the crash day, block by block."""
+    block = CHAIN.format(duration=21600, congestion="", fast_tip=100)
+    block = block.replace("duration_s = 21600", "start_s = 86400\nduration_s = 21600")
+    if keepers_offline:  # every keeper down for the whole window
+        block = block.replace("latency = 1", "latency = 1\noffline = [0, 21600]")
+        block = block.replace("latency = 2", "latency = 2\noffline = [0, 21600]")
+    path = edited_quickstart(tmp_path, f"{name}.toml", ("count = 300", "count = 60"))
+    path.write_text(path.read_text() + block + extra)
+    return path
+
+
+def test_one_lying_source_liquidates_nobody_a_majority_does(tmp_path: Path) -> None:
+    honest = run(tmp_path, crash_day(tmp_path, "honest"), "h.sqlite")
+    one = '\n[[attacks]]\nsource = "coinbase"\nstart_s = 0\nend_s = 21600\nfactor = 0.3\n'
+    liar = run(tmp_path, crash_day(tmp_path, "liar", one), "l.sqlite")
+    # one source of seven at 30% of the price: the median ignores it, nothing changes
+    assert (liar.liquidations, liar.false_liquidations) == (honest.liquidations, 0)
+    four = ("coinbase", "kraken", "gemini", "bitstamp")
+    majority = "".join(one.replace("coinbase", s).replace("0.3", "0.9") for s in four)
+    bad = run(tmp_path, crash_day(tmp_path, "bad", majority), "b.sqlite")
+    # four of seven report 10% low: the index follows the majority and accounts healthy at
+    # the real price are liquidated (every one of them, here, before the real fall)
+    assert honest.liquidations > 0 and honest.false_liquidations == 0
+    assert bad.false_liquidations > 0
+    halt = "".join(one.replace("coinbase", s) for s in four)
+    halted = run(tmp_path, crash_day(tmp_path, "halt", halt), "x.sqlite")
+    # four of seven at 30%: a 70% jump trips the feed's guards, nothing is liquidated
+    assert halted.liquidations == 0
+
+
+def test_a_keeper_outage_leaves_accounts_under_water(tmp_path: Path) -> None:
+    up = run(tmp_path, crash_day(tmp_path, "up"), "u.sqlite")
+    down = run(tmp_path, crash_day(tmp_path, "down", keepers_offline=True), "d.sqlite")
+    assert up.liquidations > 0 and down.liquidations == 0
+    assert down.solvency_gap_account_s > up.solvency_gap_account_s
+    bad = crash_day(tmp_path, "badwin")
+    bad.write_text(bad.read_text().replace("latency = 1", "latency = 1\noffline = [10, 5]"))
+    with pytest.raises(InvalidArgument, match="offline end_s"):
+        load_scenario(bad)

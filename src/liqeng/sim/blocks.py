@@ -306,8 +306,13 @@ def run_blocks(
         if market is not None:
             market.step(ext_mid)
             factor = market.price / ext_mid
+        lies = {
+            a.source: Fraction(a.factor).limit_denominator(10**6)
+            for a in sc.attacks
+            if a.start_s <= ts - t0 < a.end_s
+        }
         reports = [
-            SourceReport(s, sc.underlying, max(math.floor(p * factor), 1), ts)
+            SourceReport(s, sc.underlying, max(math.floor(p * factor * lies.get(s, 1)), 1), ts)
             for s, p in ext.items()
         ]
         gas_token = (
@@ -374,7 +379,7 @@ def run_blocks(
         # the current spell under water of each account (a recovery ends it)
         first_seen = {a: first_seen.get(a, ts) for a in underwater}
         gap += len(underwater) * spec.block_s
-        _decide(engine, chain, keepers, underwater, n, rng, ext_mid, sc)
+        _decide(engine, chain, keepers, underwater, n, rng, ext_mid, sc, ts - t0)
         balance = ledger.balance_units(fund, q.id)
         if_min = min(if_min, balance)
         series_ts.append(ts)
@@ -516,8 +521,10 @@ def _decide(
     rng: np.random.Generator,
     ext_mid: int,
     sc: Scenario,
+    elapsed: int,
 ) -> None:
-    """Every keeper sends a transaction per opportunity worth its gas (module doc)."""
+    """Every keeper sends a transaction per opportunity worth its gas (module doc), unless
+    it is offline ``elapsed`` seconds into the run."""
     mech = engine.mechanism
     gas_token = engine.quote_per_gas
     targets: list[tuple[str, str, dict[str, Any]]] = []
@@ -562,6 +569,8 @@ def _decide(
     for k in keepers:
         spec = k.spec
         if spec.failure_rate and rng.random() < spec.failure_rate:
+            continue
+        if spec.offline is not None and spec.offline[0] <= elapsed < spec.offline[1]:
             continue
         sent = 0
         for kind, target, info in targets:

@@ -45,7 +45,8 @@ class KeeperSpec:
     chance to miss a block; ``min_profit`` in whole quote units; ``bid_fraction`` of the
     mark value an English-auction bid offers; ``max_fee_gwei`` a fixed fee cap (a bot
     configured with a static gas price: its transactions wait in the mempool while the base
-    fee is above it; ``None``: it follows the base fee, ``2·base + tip``)."""
+    fee is above it; ``None``: it follows the base fee, ``2·base + tip``); ``offline``
+    ``[start_s, end_s)`` from the run's start: the keeper sends nothing then (an outage)."""
 
     name: str
     count: int = 1
@@ -56,8 +57,17 @@ class KeeperSpec:
     min_profit: float = 0.0
     bid_fraction: float = 0.9
     max_fee_gwei: float | None = None
+    offline: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
+        if self.offline is not None:
+            window = tuple(self.offline)
+            if len(window) != 2 or not all(isinstance(t, int) for t in window):
+                raise InvalidArgument(
+                    f"keeper {self.name}: offline={self.offline!r} must be [start_s, end_s]"
+                )
+            check_int("offline end_s", window[1], window[0])
+            object.__setattr__(self, "offline", window)
         if not isinstance(self.name, str) or not self.name.replace("-", "").isalnum():
             raise InvalidArgument(f"keeper name={self.name!r} must be letters, digits and -")
         check_int("count", self.count, 1, 10_000)

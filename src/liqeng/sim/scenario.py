@@ -36,7 +36,7 @@ _PRESET_SETS = (*_PRESET_DEFAULTS, "sizing", "target_health")
 _TABLES = frozenset(
     {
         *("scenario", "prices", "oracle", "quote", "instruments", "margin", "liquidation"),
-        *("accounts", "system", "chain", "market", "keepers"),
+        *("accounts", "system", "chain", "market", "keepers", "attacks"),
     }
 )
 
@@ -164,6 +164,7 @@ class Scenario:
     chain: ChainSpec | None = None
     keepers: tuple[KeeperSpec, ...] = ()
     market: MarketSpec | None = None
+    attacks: tuple[AttackSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +185,17 @@ class ChainSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class AttackSpec:
+    """``[[attacks]]`` (block by block): from ``start_s`` to ``end_s`` after the run's
+    start, source ``source`` reports its price times ``factor`` (0.5: half; a liar)."""
+
+    source: str
+    start_s: int
+    end_s: int
+    factor: float
+
+
+@dataclass(frozen=True, slots=True)
 class MarketSpec:
     """``[market]``: where keepers sell what they take over. ``model`` "amm" (a constant
     product pool of ``depth`` quote per side) or "depth" (linear impact: ``depth`` quote per
@@ -196,8 +208,9 @@ class MarketSpec:
 
 def _block_tables(
     p: Path, doc: dict[str, Any]
-) -> tuple[ChainSpec | None, MarketSpec | None, tuple[KeeperSpec, ...]]:
-    """The optional ``[chain]``, ``[market]`` and ``[[keepers]]`` of a scenario."""
+) -> tuple[ChainSpec | None, MarketSpec | None, tuple[KeeperSpec, ...], tuple[AttackSpec, ...]]:
+    """The optional ``[chain]``, ``[market]``, ``[[keepers]]`` and ``[[attacks]]`` of a
+    scenario."""
     chain = market = None
     if "chain" in doc:
         ch = _Table(p, "chain", doc["chain"])
@@ -251,7 +264,24 @@ def _block_tables(
             raise InvalidArgument(f"{p.name} [[keepers]] #{i}: {exc}") from None
     if keepers and chain is None:
         raise InvalidArgument(f"{p.name}: [[keepers]] need a [chain] to act in")
-    return chain, market, tuple(keepers)
+    attacks = []
+    for i, a in enumerate(doc.get("attacks", [])):
+        if not isinstance(a, dict):
+            raise InvalidArgument(f"{p.name}: attacks[{i}] must be a table")
+        t = _Table(p, f"attacks[{i}]", a)
+        start = t.get("start_s", int, 0, 10**9)
+        attacks.append(
+            AttackSpec(
+                t.get("source", str),
+                start,
+                t.get("end_s", int, start, 10**9),
+                t.get("factor", float, 0.0, 100.0),
+            )
+        )
+        t.check_all_read()
+    if attacks and chain is None:
+        raise InvalidArgument(f"{p.name}: [[attacks]] run block by block: add a [chain]")
+    return chain, market, tuple(keepers), tuple(attacks)
 
 
 def _spot_collateral(ac: _Table, sy: _Table) -> dict[str, Any]:
@@ -390,8 +420,16 @@ def load_scenario(path: str | Path) -> Scenario:
         backstop_pool=sy.get("backstop_pool", int, 0, 10**15) if "backstop_pool" in sy.data else 0,
         **_spot_collateral(ac, sy),
     )
-    chain, market, keepers = _block_tables(p, doc)
-    scenario = dataclasses.replace(scenario, chain=chain, market=market, keepers=keepers)
+    chain, market, keepers, attacks = _block_tables(p, doc)
+    known = {source_name(f) for f in price_files}
+    for a in attacks:
+        if a.source not in known:
+            raise InvalidArgument(
+                f"{p.name} [[attacks]]: source={a.source!r} is not one of {sorted(known)}"
+            )
+    scenario = dataclasses.replace(
+        scenario, chain=chain, market=market, keepers=keepers, attacks=attacks
+    )
     for t in (sc, pr, orc, qt, ins, mg, lq, ac, sy):
         t.check_all_read()
     return scenario
