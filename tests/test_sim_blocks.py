@@ -218,3 +218,14 @@ def test_a_keeper_outage_leaves_accounts_under_water(tmp_path: Path) -> None:
     bad.write_text(bad.read_text().replace("latency = 1", "latency = 1\noffline = [10, 5]"))
     with pytest.raises(InvalidArgument, match="offline end_s"):
         load_scenario(bad)
+
+
+def test_the_protocols_backstop_takes_what_no_keeper_will(tmp_path: Path) -> None:
+    path = crash_day(tmp_path, "backstop", keepers_offline=True)
+    path.write_text(
+        path.read_text().replace("start_s = 86400", "start_s = 86400\nbackstop_s = 300")
+    )
+    run_ = run(tmp_path, path, "bs.sqlite")
+    # every keeper is down: accounts left liquidatable for 5 minutes go to the backstop
+    assert run_.liquidations > 0 and run_.backstop_liquidations == run_.liquidations
+    assert min(run_.delays_s) >= 300

@@ -102,6 +102,7 @@ class BlockRun:
     solvency_gap_account_s: int
     delays_s: tuple[int, ...]
     false_liquidations: int
+    backstop_liquidations: int
     keepers: tuple[KeeperResult, ...]
     auction_sales: tuple[tuple[int, int], ...]
     head: str
@@ -166,6 +167,7 @@ class BlockRun:
             "solvency_gap_account_s": self.solvency_gap_account_s,
             "delays_s": list(self.delays_s),
             "false_liquidations": self.false_liquidations,
+            "backstop_liquidations": self.backstop_liquidations,
             "auction_sales": [list(x) for x in self.auction_sales],
             "keepers": [dataclasses.asdict(k) for k in self.keepers],
             "head": self.head,
@@ -183,6 +185,7 @@ class BlockRun:
 
         return {
             "liquidations": self.liquidations,
+            "  by the protocol's backstop": self.backstop_liquidations,
             "notional liquidated": round(self.notional / one),
             "user penalty, % of notional": round(self.mean_penalty_pct, 3),
             "bad debt": round(self.bad_debt / one),
@@ -286,6 +289,7 @@ def run_blocks(
     first_seen: dict[AccountId, int] = {}
     delays: list[int] = []
     recoveries: list[tuple[int, int]] = []  # auction sales: (paid, lot value)
+    backstops = 0
     series_ts: list[int] = []
     series_px: list[float] = []
     series_liq: list[int] = []
@@ -379,6 +383,26 @@ def run_blocks(
         # the current spell under water of each account (a recovery ends it)
         first_seen = {a: first_seen.get(a, ts) for a in underwater}
         gap += len(underwater) * spec.block_s
+        if spec.backstop_s is not None and kicker is None:
+            busy = set().union(*(k.in_flight for k in keepers)) if keepers else set()
+            for a in underwater:
+                if ts - first_seen[a] < spec.backstop_s or str(a) in busy:
+                    continue
+                try:
+                    liq = engine.liquidate(a, w.keeper, f"backstop:{ts}:{a}")
+                except Refused:
+                    continue
+                _unwind(engine, w.keeper, w.market_maker, ts, market, decimals, f"b:{ts}:{a}")
+                p = liq.plan
+                backstops += 1
+                done_here += 1
+                liquidations += 1
+                notional += p.notional
+                penalties += p.penalty
+                bad += p.bad_debt_covered + p.bad_debt_uncovered
+                bad += p.bad_debt_socialised + p.bad_debt_deleveraged
+                uncovered += p.bad_debt_uncovered
+                delays.append(ts - first_seen[a])
         _decide(engine, chain, keepers, underwater, n, rng, ext_mid, sc, ts - t0)
         balance = ledger.balance_units(fund, q.id)
         if_min = min(if_min, balance)
@@ -421,6 +445,7 @@ def run_blocks(
         solvency_gap_account_s=gap,
         delays_s=tuple(delays),
         false_liquidations=false_liq,
+        backstop_liquidations=backstops,
         auction_sales=tuple(recoveries),
         keepers=tuple(
             KeeperResult(

@@ -173,7 +173,11 @@ class ChainSpec:
     after the first candle for ``duration_s`` (default: to the last). Seconds per block,
     gas limit, base fee at the start (gwei), the gas token's price in whole quote units
     (``None``: the underlying's index, for an ETH market), and congestion episodes as
-    ``(start_s, end_s, gas per block, tip_gwei)`` from the start of the run."""
+    ``(start_s, end_s, gas per block, tip_gwei, max_fee_gwei)`` from the start of the run
+    (the crowd stops bidding once the base fee passes its ``max_fee_gwei``, 1,000 unless
+    set). ``backstop_s``: an account left liquidatable that long (no keeper found it worth
+    its gas, e.g. it is insolvent) is liquidated by the protocol's own backstop keeper
+    (Hyperliquid's vault, a protocol-run bot); ``None``: no backstop."""
 
     block_s: int
     gas_limit: int
@@ -182,6 +186,7 @@ class ChainSpec:
     duration_s: int | None
     start_s: int
     congestion: tuple[tuple[int, int, int, float, float], ...]
+    backstop_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +245,7 @@ def _block_tables(
             else ch.get("gas_token_price", float, 0, 1e12),
             duration_s=ch.get("duration_s", int, 1, 10**9) if "duration_s" in ch.data else None,
             start_s=ch.get("start_s", int, 0, 10**9) if "start_s" in ch.data else 0,
+            backstop_s=ch.get("backstop_s", int, 0, 10**9) if "backstop_s" in ch.data else None,
             congestion=tuple(congestion),
         )
         ch.check_all_read()
