@@ -44,6 +44,19 @@ app.add_typer(log_app, name="log")
 console = Console()
 
 
+def _progress(quiet: bool) -> Progress:
+    """The progress bar of a long run (none with ``--quiet``; it vanishes when done)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+        transient=True,
+    )
+
+
 def _money(units: int, decimals: int) -> str:
     return f"{Decimal(units).scaleb(-decimals, context=EXACT):,.2f}"
 
@@ -142,15 +155,7 @@ def simulate(
         if sc.chain is not None or compare is not None:
             _simulate_blocks(sc, db_path, compare, report, json_out, quiet)
             return
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            disable=quiet,
-            transient=True,
-        ) as progress:
+        with _progress(quiet) as progress:
             task = progress.add_task(f"{sc.name}: ticks", total=None)
 
             def on_tick(n: int, total: int, _: object) -> None:
@@ -204,15 +209,7 @@ def _simulate_blocks(
         )
     variants = _variants(sc, compare)
     runs: list[BlockRun] = []
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=quiet,
-        transient=True,
-    ) as progress:
+    with _progress(quiet) as progress:
         for label, variant in variants:
             task = progress.add_task(f"{sc.name} / {label}: blocks", total=None)
 
@@ -288,16 +285,8 @@ def sweep_command(
         grid = Grid(
             dict(_parse_param(p) for p in param), [int(x) for x in seeds.split(",") if x.strip()]
         )
-        with Progress(
-            TextColumn("[bold]sweep"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            disable=quiet,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("runs", total=len(grid))
+        with _progress(quiet) as progress:
+            task = progress.add_task("sweep: runs", total=len(grid))
 
             def on_run(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
