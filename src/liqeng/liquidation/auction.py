@@ -342,7 +342,7 @@ class AuctionHouse:
         lot = tuple((i, s) for i, s in lot if s)
         if not lot and not any(b > 0 for b in ctx.collateral.values()):
             raise Refused("auction/empty-lot", f"{ctx.account} holds no position or collateral")
-        notional = sum(self._notional(ctx, i, s) for i, s in lot)
+        notional = sum(ctx.notional(i, s) for i, s in lot)
         rate = self.penalty_rate if penalty_rate is None else penalty_rate
         check_int("penalty_rate", rate, 0, RATE_SCALE)
         if not isinstance(speed, (int, Fraction)) or isinstance(speed, bool) or speed <= 0:
@@ -449,7 +449,7 @@ class AuctionHouse:
                     f"{a.account} holds {held.size if held else 0} of {iid}, lot is {size}",
                 )
         slices = {i: _trunc(s * f) for i, s in a.lot}
-        rest = sum(self._notional(ctx, i, s - slices[i]) for i, s in a.lot)
+        rest = sum(ctx.notional(i, s - slices[i]) for i, s in a.lot)
         if self.dust is not None and f < 1 and self.dust.take_all(rest, "lot notional"):
             f = Fraction(1)
             slices = dict(a.lot)
@@ -483,7 +483,7 @@ class AuctionHouse:
         for iid, size in sorted(slices.items()):
             if size == 0:
                 continue
-            notional += self._notional(ctx, iid, size)
+            notional += ctx.notional(iid, size)
             f_ = self._fill_at_mark(ctx, iid, size)
             postings += f_.postings
             changes += f_.position_changes
@@ -597,13 +597,6 @@ class AuctionHouse:
         if a.done:
             raise Refused("auction/finished", f"auction {auction_id!r} sold its whole lot")
         return a
-
-    @staticmethod
-    def _notional(ctx: LiquidationContext, iid: InstrumentId, size: int) -> int:
-        inst = ctx.instruments[iid]
-        return mul_div_up(
-            abs(size), ctx.market.index_prices[inst.underlying], 10**inst.size_decimals
-        )
 
     @staticmethod
     def _fill_at_mark(ctx: LiquidationContext, iid: InstrumentId, size: int) -> Fill:

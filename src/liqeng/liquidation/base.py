@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 from liqeng.ids import AccountId, InstrumentId, TxId, account_id
 from liqeng.ledger.model import Position, Transaction
 from liqeng.market.instruments import Instrument, SpotCollateral
 from liqeng.risk.margin import AccountRisk
 from liqeng.risk.models import MarginModel, MarketData
-from liqeng.units import Asset
+from liqeng.units import Asset, mul_div_up
 
-__all__ = ["LiquidationContext", "LiquidationPlan", "Mechanism", "SystemAccounts"]
+__all__ = ["PLAN_FIGURES", "LiquidationContext", "LiquidationPlan", "Mechanism", "SystemAccounts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +92,13 @@ class LiquidationContext:
         None
     )
 
+    def notional(self, instrument: InstrumentId, size: int) -> int:
+        """``ceil(|size|·index / 10**size_decimals)``: what ``size`` of ``instrument`` is
+        worth at its underlying's index (penalties and limits are rates of it)."""
+        inst = self.instruments[instrument]
+        index = self.market.index_prices[inst.underlying]
+        return mul_div_up(abs(size), index, 10**inst.size_decimals)
+
 
 @dataclass(frozen=True, slots=True)
 class LiquidationPlan:
@@ -124,12 +131,12 @@ class LiquidationPlan:
         m = tx.memo
         return LiquidationPlan(
             tx,
-            *(int(m[k]) for k in _FIGURES),
+            *(int(m[k]) for k in PLAN_FIGURES),
             *(int(m.get(k, 0)) for k in _OPTIONAL_FIGURES),
         )
 
 
-_FIGURES = (
+PLAN_FIGURES: Final = (
     "notional",
     "seized",
     "penalty",

@@ -65,7 +65,7 @@ from liqeng.liquidation.auction import (
     Quote,
     Step,
 )
-from liqeng.liquidation.base import LiquidationContext, LiquidationPlan
+from liqeng.liquidation.base import PLAN_FIGURES, LiquidationContext, LiquidationPlan
 from liqeng.liquidation.curves import RAY, Curve, StairstepExponentialDecrease
 from liqeng.liquidation.keeper import KeeperReward
 from liqeng.liquidation.penalty import AdaptivePenalty
@@ -74,7 +74,6 @@ from liqeng.liquidation.sizing import DustRule
 from liqeng.liquidation.waterfall import Waterfall
 from liqeng.market.marks import Unsettled
 from liqeng.risk.margin import AccountRisk
-from liqeng.units import mul_div_up
 
 if TYPE_CHECKING:
     from liqeng.engine import Engine
@@ -86,16 +85,6 @@ TAKE: Final = "auction-take"
 REDO: Final = "auction.redo"
 TERMINATE: Final = "auction.terminate"
 _STEP_KINDS: Final = frozenset({KICK, TAKE, REDO, TERMINATE})
-_FIGURES: Final = (
-    "notional",
-    "seized",
-    "penalty",
-    "keeper_reward",
-    "insurance_fee",
-    "protocol_fee",
-    "bad_debt_covered",
-    "bad_debt_uncovered",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,14 +181,7 @@ class DutchAuction:
             return step.plan
         # no incentive: nothing moves, but the kick is still logged, with the record
         a = step.auction
-        notional = sum(
-            mul_div_up(
-                abs(size),
-                ctx.market.index_prices[ctx.instruments[iid].underlying],
-                10 ** ctx.instruments[iid].size_decimals,
-            )
-            for iid, size in a.lot
-        )
+        notional = sum(ctx.notional(iid, size) for iid, size in a.lot)
         memo: dict[str, Any] = {
             "account": ctx.account,
             "keeper": ctx.keeper,
@@ -210,7 +192,7 @@ class DutchAuction:
             "maintenance_margin": str(ctx.risk.maintenance_margin),
             "auction": a.to_memo(),
         }
-        memo.update({k: "0" for k in _FIGURES})
+        memo.update({k: "0" for k in PLAN_FIGURES})
         memo["notional"] = str(notional)
         tx = Transaction(ctx.tx_id, KICK, (), (), memo)
         return LiquidationPlan(tx, notional, 0, 0, 0, 0, 0, 0, 0)

@@ -118,7 +118,7 @@ from liqeng.ledger.core import Ledger
 from liqeng.ledger.events import decode
 from liqeng.ledger.model import AccountKind, PositionChange, Posting, Transaction
 from liqeng.liquidation.auction import AuctionHouse
-from liqeng.liquidation.base import LiquidationContext, LiquidationPlan
+from liqeng.liquidation.base import PLAN_FIGURES, LiquidationContext, LiquidationPlan
 from liqeng.liquidation.curves import WAD
 from liqeng.liquidation.dutch_auction import KICK, DutchAuction
 from liqeng.liquidation.settle import FUNDED, check_terms, settle
@@ -138,16 +138,6 @@ DENT: Final = "auction-dent"
 DEAL: Final = "auction-deal"
 TICK: Final = "auction.tick"
 _STEP_KINDS: Final = frozenset({KICK, TEND, DENT, DEAL, TICK})
-_FIGURES: Final = (
-    "notional",
-    "seized",
-    "penalty",
-    "keeper_reward",
-    "insurance_fee",
-    "protocol_fee",
-    "bad_debt_covered",
-    "bad_debt_uncovered",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,7 +327,7 @@ class EnglishAuction:
             )
         close_cash = ctx.cash + proceeds
         debt = max(-close_cash, 0)
-        notional = sum(_notional(ctx, i, s) for i, s in lot)
+        notional = sum(ctx.notional(i, s) for i, s in lot)
         penalty = mul_div_up(notional, self.penalty_rate, RATE_SCALE)
         if debt + penalty == 0:
             raise Refused(
@@ -358,7 +348,7 @@ class EnglishAuction:
             "tab": str(flip.tab),
             "auction": flip.to_memo(),
         }
-        memo.update({k: "0" for k in _FIGURES})
+        memo.update({k: "0" for k in PLAN_FIGURES})
         memo["notional"] = str(notional)
         tx = Transaction(ctx.tx_id, KICK, (), (), memo)
         return LiquidationPlan(tx, notional, 0, 0, 0, 0, 0, 0, 0)
@@ -616,7 +606,7 @@ class EnglishAuction:
             piece = _trunc(size * a.share)
             if piece == 0:
                 continue
-            notional += _notional(ctx, iid, piece)
+            notional += ctx.notional(iid, piece)
             f = AuctionHouse._fill_at_mark(ctx, iid, piece)
             postings += f.postings
             changes += f.position_changes
@@ -801,11 +791,6 @@ class EnglishAuction:
         a = Flip.from_memo(rec)
         plan = LiquidationPlan.from_transaction(tx) if kind == DEAL else None
         return FlipResult(a.account, receipt.seq, False, a, None if kind == TICK else tx, plan)
-
-
-def _notional(ctx: LiquidationContext, iid: InstrumentId, size: int) -> int:
-    inst = ctx.instruments[iid]
-    return mul_div_up(abs(size), ctx.market.index_prices[inst.underlying], 10**inst.size_decimals)
 
 
 def _step_memos(ledger: Ledger) -> Iterator[tuple[int, str, Mapping[str, Any]]]:

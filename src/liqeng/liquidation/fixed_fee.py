@@ -168,7 +168,7 @@ class FixedFee:
                 return greedy
         f = Fraction(1)
         if not isinstance(self.sizing, CloseAll) or ctx.max_notional is not None:
-            whole = sum(_notional(ctx, iid, pos.size) for iid, pos in ctx.positions.items())
+            whole = sum(ctx.notional(iid, pos.size) for iid, pos in ctx.positions.items())
             fixed = 0 if self.surcharge is None else self.surcharge.fixed
             f = close_fraction(
                 self.sizing, ctx.risk, whole, rate, self.dust, ctx.max_notional, fixed
@@ -258,7 +258,7 @@ class FixedFee:
             }
         else:
             closed = uniform_slice(ctx.positions, f)
-        notional = sum(_notional(ctx, iid, size) for iid, size in closed.items())
+        notional = sum(ctx.notional(iid, size) for iid, size in closed.items())
         fills = [_to_keeper(ctx, iid, size, ctx.positions[iid]) for iid, size in closed.items()]
         c1 = _cash_after(ctx, postings, fills)
         penalty = mul_div_up(notional, rate, RATE_SCALE) if discount is None else discount
@@ -439,10 +439,3 @@ _PROBE = AccountRisk(0, 1)
 def _trunc(x: Fraction) -> int:
     """``x`` rounded toward zero."""
     return math.trunc(x)
-
-
-def _notional(ctx: LiquidationContext, iid: InstrumentId, size: int) -> int:
-    """``ceil(|size|·index / 10**size_decimals)`` of instrument ``iid``."""
-    inst = ctx.instruments[iid]
-    index = ctx.market.index_prices[inst.underlying]
-    return mul_div_up(abs(size), index, 10**inst.size_decimals)
