@@ -196,6 +196,7 @@ class Engine:
             raise InvalidArgument(f"self_liquidation={self_liquidation!r} must be SelfLiquidation")
         self.self_liquidation = self_liquidation
         self._eligible_since: dict[AccountId, int] = {}
+        self._surcharges: tuple[Mechanism, int, tuple[Surcharge, ...]] | None = None
         self._self_close = FixedFee(0, 0, 0, name="self-liquidation")
         self.quote_per_gas = 0
         self.vol_window = vol_window
@@ -260,14 +261,23 @@ class Engine:
 
     def surcharges(self) -> tuple[Surcharge, ...]:
         """What eligibility adds to the maintenance margin: the mechanism's ``surcharge``
-        (if it has one) and the closing cost."""
+        (if it has one) and the closing cost; built once per mechanism and rate (it is read
+        for every account the engine values)."""
+        cached = self._surcharges
+        if (
+            cached is not None
+            and cached[0] is self.mechanism
+            and cached[1] == self.closing_cost_rate
+        ):
+            return cached[2]
         out = []
         mech = getattr(self.mechanism, "surcharge", None)
         if isinstance(mech, Surcharge):
             out.append(mech)
         if self.closing_cost_rate:
             out.append(Surcharge(rate=self.closing_cost_rate))
-        return tuple(out)
+        self._surcharges = (self.mechanism, self.closing_cost_rate, tuple(out))
+        return self._surcharges[2]
 
     def _by_market(
         self, positions: Mapping[InstrumentId, Position], index_prices: Mapping[str, int]
